@@ -1,0 +1,1 @@
+"""Byte-exact encodings: RFC 8785 canonical JSON and strict JSON decoding."""

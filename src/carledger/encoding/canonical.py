@@ -1,0 +1,210 @@
+"""RFC 8785 (JSON Canonicalization Scheme) encoding and strict JSON decoding.
+
+Signed data in carledger is JSON restricted to what every language encodes the same
+way: objects with string keys, arrays, strings, integers in the IEEE 754 safe range
+(|n| <= 2**53 - 1), ``true``, ``false`` and ``null``. Floats are refused everywhere:
+amounts are KRW and distances km, both integers.
+
+:func:`encode` is the general canonicaliser (it delegates to the ``rfc8785`` package
+for anything outside the fast path). For plain values (see :func:`check_plain`) it
+uses the C JSON encoder with sorted keys, which produces the same bytes as RFC 8785;
+``tests/encoding`` cross-checks both paths with hypothesis and the RFC vectors.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import rfc8785
+
+from carledger.errors import InvalidInput
+
+__all__ = ["MAX_DEPTH", "MAX_SAFE_INTEGER", "check_plain", "decode", "encode"]
+
+MAX_SAFE_INTEGER = 2**53 - 1
+MAX_DEPTH = 16
+
+_dumps = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
+
+
+def encode(value: Any) -> bytes:
+    """Return the RFC 8785 canonical UTF-8 bytes of ``value``.
+
+    Raises :class:`InvalidInput` (``not_canonicalizable``) for values JSON cannot
+    carry exactly (NaN, infinities, integers beyond 2**53, lone surrogates).
+    """
+    if _is_fast(value, 0):
+        try:
+            return _dumps(value).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInput(
+                "invalid_string", "A string is not valid Unicode (lone surrogate)."
+            ) from exc
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+        raise InvalidInput(
+            "not_canonicalizable", f"The value cannot be encoded as canonical JSON: {exc}"
+        ) from exc
+
+
+def _is_fast(value: Any, depth: int) -> bool:
+    """True when the C encoder's output equals RFC 8785 for ``value``.
+
+    That holds for strings, safe integers, booleans, null, and objects whose keys
+    have no character outside the Basic Multilingual Plane (where UTF-16 and code
+    point order differ).
+    """
+    if depth > 64:
+        return False
+    if value is None or value is True or value is False or isinstance(value, str):
+        return True
+    if type(value) is int:
+        return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+    if isinstance(value, list):
+        return all(_is_fast(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str) or (not k.isascii() and max(map(ord, k)) > 0xFFFF):
+                return False
+            if not _is_fast(v, depth + 1):
+                return False
+        return True
+    return False
+
+
+def _no_float(text: str) -> Any:
+    raise InvalidInput(
+        "float_not_allowed",
+        f"The number {text} is not an integer; amounts and distances are whole KRW and km.",
+    )
+
+
+def _no_constant(text: str) -> Any:
+    raise InvalidInput("invalid_json", f"{text} is not a JSON value.")
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise InvalidInput("duplicate_key", f"The key {key!r} appears twice in one object.")
+        obj[key] = value
+    return obj
+
+
+_decoder = json.JSONDecoder(
+    object_pairs_hook=_unique_object, parse_float=_no_float, parse_constant=_no_constant
+)
+
+
+def decode(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
+    """Parse JSON strictly and return plain Python values.
+
+    Refuses, each with its own code: bytes that are not UTF-8 (``invalid_utf8``),
+    malformed JSON (``invalid_json``), duplicate keys (``duplicate_key``), any
+    number with a fraction or exponent (``float_not_allowed``), integers beyond
+    the safe range (``integer_out_of_range``), nesting deeper than ``max_depth``
+    (``too_deep``) and lone surrogates (``invalid_string``).
+    """
+    if isinstance(data, bytes | bytearray | memoryview):
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput("invalid_utf8", "The input is not valid UTF-8.") from exc
+    else:
+        text = data
+    _check_nesting(text, max_depth)
+    try:
+        value = _decoder.decode(text)
+    except InvalidInput:
+        raise
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise InvalidInput("invalid_json", f"The input is not valid JSON: {exc}") from exc
+    check_plain(value, max_depth=max_depth)
+    return value
+
+
+def _check_nesting(text: str, max_depth: int) -> None:
+    # A cheap scan before parsing, so hostile input such as 100,000 '[' never
+    # reaches the recursive parser. Brackets inside strings only over-count, and a
+    # document that is truly too deep is refused either way by check_plain.
+    if text.count("[") + text.count("{") <= max_depth:
+        return
+    depth = 0
+    in_string = False
+    escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > max_depth:
+                raise InvalidInput("too_deep", f"JSON nesting deeper than {max_depth} levels.")
+        elif ch in "]}":
+            depth -= 1
+
+
+def check_plain(value: Any, *, max_depth: int = MAX_DEPTH, path: str = "$") -> None:
+    """Check ``value`` is plain signed-data JSON; raise :class:`InvalidInput` if not."""
+    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        if depth > max_depth:
+            raise InvalidInput("too_deep", f"JSON nesting deeper than {max_depth} levels.")
+        if item is None or item is True or item is False:
+            continue
+        if isinstance(item, str):
+            if not _valid_unicode(item):
+                raise InvalidInput(
+                    "invalid_string", f"{where} is not valid Unicode (lone surrogate).", at=where
+                )
+            continue
+        if type(item) is int:
+            if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                raise InvalidInput(
+                    "integer_out_of_range",
+                    f"{where} is outside the safe integer range of +/-(2**53 - 1).",
+                    at=where,
+                )
+            continue
+        if isinstance(item, float):
+            raise InvalidInput(
+                "float_not_allowed", f"{where} is a float; only integers are allowed.", at=where
+            )
+        if isinstance(item, list):
+            stack.extend((v, f"{where}[{i}]", depth + 1) for i, v in enumerate(item))
+            continue
+        if isinstance(item, dict):
+            for k, v in item.items():
+                if not isinstance(k, str):
+                    raise InvalidInput("invalid_json", f"{where} has a non-string key.", at=where)
+                if not _valid_unicode(k):
+                    raise InvalidInput(
+                        "invalid_string", f"A key in {where} is not valid Unicode.", at=where
+                    )
+                stack.append((v, f"{where}.{k}", depth + 1))
+            continue
+        raise InvalidInput(
+            "invalid_json", f"{where} has a value of type {type(item).__name__}.", at=where
+        )
+
+
+def _valid_unicode(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

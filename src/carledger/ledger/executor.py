@@ -1,0 +1,149 @@
+"""Deterministic execution of one proposal against the state.
+
+For each transaction, in order, the executor decides a validity code:
+
+1. the body decodes and is a well-formed envelope (else its ``InvalidInput`` code);
+2. ``chain`` is this chain (``wrong_chain``);
+3. its id was never committed, nor earlier in this block (``duplicate_transaction``);
+4. the record type exists (``unknown_type``) and the payload passes its schema;
+5. every signature verifies (``bad_signature``);
+6. every signer is an active member, or a key the contract lets sign unenrolled
+   (``unknown_signer``, ``signer_revoked``, ``signer_expired``);
+7. the contract's handler accepts it (its own code), and its writes go into the
+   block's overlay so later transactions see them.
+
+A refused transaction stays in the block with its code. The executor never looks at
+a clock or at anything but its arguments, so every node computes the same results.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from carledger.errors import Conflict, InvalidInput, LedgerError
+from carledger.ledger.block import OK, RawTx
+from carledger.ledger.contracts import BlockContext, ContractRegistry, Signer, TxContext
+from carledger.ledger.membership import resolve_signer
+from carledger.ledger.state import Overlay, StateReader
+from carledger.ledger.tx import Transaction
+
+__all__ = ["ExecutionResult", "Executor", "TxResult"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TxResult:
+    id: str
+    code: str
+    raw: RawTx
+    type: str | None = None
+    vins: tuple[str, ...] = ()
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.code == OK
+
+
+@dataclass(slots=True)
+class ExecutionResult:
+    results: list[TxResult] = field(default_factory=list)
+    writes: dict[str, bytes | None] = field(default_factory=dict)
+
+
+class Executor:
+    """Applies ordered transactions through a :class:`ContractRegistry`."""
+
+    def __init__(self, chain: str, registry: ContractRegistry) -> None:
+        self.chain = chain
+        self.registry = registry
+
+    def precheck(self, tx: Transaction, state: StateReader, ctx: BlockContext) -> None:
+        """The stateless and membership checks a node runs before accepting a submission.
+
+        Raises the same error the executor would record, so a client learns at once
+        why a record will be refused (signatures are checked by the caller).
+        """
+        self._check_static(tx)
+        self._resolve(tx, Overlay(state), ctx)
+
+    def execute(
+        self,
+        state: StateReader,
+        ctx: BlockContext,
+        txs: Sequence[RawTx],
+        *,
+        committed: Callable[[str], bool],
+        signatures_ok: Mapping[str, bool] | None = None,
+    ) -> ExecutionResult:
+        """Execute ``txs`` in order over ``state``.
+
+        ``committed(id)`` tells whether an id is already on the chain (replay
+        protection). ``signatures_ok`` may carry verification results computed in
+        parallel beforehand, by transaction id; missing ids are verified here.
+        """
+        overlay = Overlay(state)
+        result = ExecutionResult()
+        seen: set[str] = set()
+        for raw in txs:
+            result.results.append(self._one(raw, overlay, ctx, committed, seen, signatures_ok))
+        result.writes = overlay.writes
+        return result
+
+    def _one(
+        self,
+        raw: RawTx,
+        overlay: Overlay,
+        ctx: BlockContext,
+        committed: Callable[[str], bool],
+        seen: set[str],
+        signatures_ok: Mapping[str, bool] | None,
+    ) -> TxResult:
+        try:
+            tx = Transaction.from_body(raw.body, raw.signatures)
+        except LedgerError as exc:
+            return TxResult(raw.id, exc.code, raw, message=exc.message)
+        try:
+            if tx.id in seen or committed(tx.id):
+                raise Conflict(
+                    "duplicate_transaction", "This transaction was already committed."
+                )
+            seen.add(tx.id)
+            self._check_static(tx)
+            ok = signatures_ok.get(tx.id) if signatures_ok is not None else None
+            if ok is None:
+                ok = not tx.bad_signers()
+            if not ok:
+                raise InvalidInput("bad_signature", "A signature does not verify over the body.")
+            signers = self._resolve(tx, overlay, ctx)
+            effects = self.registry.get(tx.type).handler(overlay, TxContext(tx, signers), ctx)
+            overlay.apply(effects.writes)
+        except LedgerError as exc:
+            return TxResult(tx.id, exc.code, raw, tx.type, message=exc.message)
+        except Exception as exc:
+            # A contract bug must not stop the chain. The failure is deterministic
+            # (same code, same state, same input on every node), so flagging it keeps
+            # the nodes in agreement; the log says where to look.
+            log.exception("contract %s failed on %s", tx.type, tx.id)
+            return TxResult(tx.id, "contract_error", raw, tx.type, message=type(exc).__name__)
+        return TxResult(tx.id, OK, raw, tx.type, effects.vins)
+
+    def _check_static(self, tx: Transaction) -> None:
+        if tx.chain != self.chain:
+            raise InvalidInput(
+                "wrong_chain", f"This transaction is for chain {tx.chain!r}, not {self.chain!r}."
+            )
+        self.registry.get(tx.type).validate(tx.payload)
+
+    def _resolve(self, tx: Transaction, overlay: Overlay, ctx: BlockContext) -> tuple[Signer, ...]:
+        unenrolled = self.registry.get(tx.type).unenrolled(tx.payload)
+        signers = []
+        for key in tx.signers:
+            if key in unenrolled and overlay.get(f"member/{key}") is None:
+                signers.append(Signer(key=key, org="", member="", roles=frozenset(), enrolled=False))
+            else:
+                signers.append(resolve_signer(overlay, key, ctx))
+        return tuple(signers)

@@ -1,0 +1,66 @@
+"""State values and the per-block write overlay.
+
+The state is a map from string keys (``member/<key>``, ``vehicle/<VIN>``, ...) to
+JSON values stored as RFC 8785 canonical bytes; the state root commits to
+``sha256(value bytes)`` of each key (see :mod:`carledger.ledger.smt`). During a
+block, an :class:`Overlay` layers the writes of accepted transactions over the
+committed state so later transactions in the same block see them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from carledger.encoding import canonical
+
+__all__ = ["Overlay", "StateReader", "decode_value", "encode_value"]
+
+
+class StateReader(Protocol):
+    """Committed state, by key, as canonical bytes."""
+
+    def get_state(self, key: str) -> bytes | None: ...
+
+
+def encode_value(value: Any) -> bytes:
+    return canonical.encode(value)
+
+
+def decode_value(data: bytes) -> Any:
+    # Values in the state were written by encode_value, so the fast, lenient
+    # decoder is enough here; strict decoding is for untrusted input.
+    return json.loads(data)
+
+
+class Overlay:
+    """Pending writes of one block over a :class:`StateReader`.
+
+    Values are held as canonical bytes and decoded on every ``get``, so a
+    contract can never alter pending state by mutating an object it read.
+    """
+
+    def __init__(self, base: StateReader) -> None:
+        self._base = base
+        self._writes: dict[str, bytes | None] = {}
+
+    def get(self, key: str) -> Any | None:
+        data = self.get_bytes(key)
+        return None if data is None else decode_value(data)
+
+    def get_bytes(self, key: str) -> bytes | None:
+        if key in self._writes:
+            return self._writes[key]
+        return self._base.get_state(key)
+
+    def apply(self, writes: Mapping[str, Any]) -> None:
+        # Encode everything first so a value that cannot be encoded leaves the
+        # overlay untouched (the transaction is refused as a whole).
+        encoded = {k: None if v is None else encode_value(v) for k, v in writes.items()}
+        self._writes.update(encoded)
+
+    @property
+    def writes(self) -> dict[str, bytes | None]:
+        """Every key written in this block and its final bytes (None: deleted)."""
+        return self._writes

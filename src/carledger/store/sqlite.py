@@ -1,0 +1,397 @@
+"""The node's store: one SQLite database in WAL mode.
+
+Everything a block changes (its header, its raw transactions, the per-VIN index, the
+state rows, the log's Merkle nodes, the state tree's bucket hashes and this node's
+checkpoint signature) is written in ONE SQLite transaction, so a crash at any point
+leaves the whole block or none of it. ``synchronous=FULL``: a block acknowledged as
+committed survives power loss.
+
+Tables (schema version 1)::
+
+    meta(key, value)                   schema_version, chain_id, genesis
+    blocks(height, hash, header)       header = canonical JSON bytes
+    txs(seq, id, height, code, body, sigs)
+                                       seq = log leaf index; body = signed bytes as
+                                       received; sigs = concatenated 64-byte signatures
+    vin_index(vin, seq)                accepted records of each VIN, in log order
+    state(key_hash, key, value, value_hash)
+    smt_buckets(idx, hash, count)      the state tree's bucket level (see smt.py)
+    log_nodes(id, hash)                perfect subtrees of the log: id = level << 48 | index
+    checkpoint_sigs(height, validator, signature)
+
+One writer connection (the thread that commits blocks) and one read connection per
+reading thread; WAL lets readers see the last committed block while a block is
+being written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from carledger.errors import StorageError
+
+__all__ = ["SCHEMA_VERSION", "BlockWriter", "SQLiteStore", "StoredTx"]
+
+SCHEMA_VERSION = 1
+LEVEL_SHIFT = 48
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+    CREATE TABLE blocks (height INTEGER PRIMARY KEY, hash BLOB NOT NULL, header BLOB NOT NULL);
+    CREATE TABLE txs (
+        seq INTEGER PRIMARY KEY,
+        id BLOB NOT NULL,
+        height INTEGER NOT NULL,
+        code TEXT NOT NULL,
+        body BLOB NOT NULL,
+        sigs BLOB NOT NULL
+    );
+    CREATE INDEX txs_by_id ON txs(id);
+    CREATE TABLE vin_index (
+        vin TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (vin, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE state (
+        key_hash BLOB PRIMARY KEY,
+        key TEXT NOT NULL,
+        value BLOB NOT NULL,
+        value_hash BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE smt_buckets (idx INTEGER PRIMARY KEY, hash BLOB NOT NULL, count INTEGER NOT NULL);
+    CREATE TABLE log_nodes (id INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+    CREATE TABLE checkpoint_sigs (
+        height INTEGER NOT NULL,
+        validator TEXT NOT NULL,
+        signature BLOB NOT NULL,
+        PRIMARY KEY (height, validator)
+    ) WITHOUT ROWID;
+    """,
+}
+
+
+def node_id(level: int, index: int) -> int:
+    return (level << LEVEL_SHIFT) | index
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTx:
+    seq: int
+    id: str
+    height: int
+    code: str
+    body: bytes
+    signatures: tuple[bytes, ...]
+
+
+def _split_sigs(blob: bytes) -> tuple[bytes, ...]:
+    return tuple(blob[i : i + 64] for i in range(0, len(blob), 64))
+
+
+class _Reads:
+    """Read queries shared by the store (committed data) and a block writer (pending)."""
+
+    conn: sqlite3.Connection
+
+    def _c(self) -> sqlite3.Connection:
+        return self.conn
+
+    def get_state(self, key: str) -> bytes | None:
+        row = self._c().execute(
+            "SELECT value FROM state WHERE key_hash = ?", (hashlib.sha256(key.encode()).digest(),)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def leaves_in_range(self, lo: bytes, hi: bytes | None) -> Iterable[tuple[bytes, bytes]]:
+        if hi is None:
+            rows = self._c().execute(
+                "SELECT key_hash, value_hash FROM state WHERE key_hash >= ? ORDER BY key_hash",
+                (lo,),
+            )
+        else:
+            rows = self._c().execute(
+                "SELECT key_hash, value_hash FROM state WHERE key_hash >= ? AND key_hash < ? "
+                "ORDER BY key_hash",
+                (lo, hi),
+            )
+        return [(bytes(k), bytes(v)) for k, v in rows]
+
+    def get_nodes(self, ids: Sequence[tuple[int, int]]) -> list[bytes]:
+        out = []
+        conn = self._c()
+        for level, index in ids:
+            row = conn.execute(
+                "SELECT hash FROM log_nodes WHERE id = ?", (node_id(level, index),)
+            ).fetchone()
+            if row is None:
+                raise StorageError(
+                    "missing_log_node", f"The log node at level {level}, index {index} is missing."
+                )
+            out.append(bytes(row[0]))
+        return out
+
+
+class BlockWriter(_Reads):
+    """Writes of one block inside one open SQLite transaction (see :meth:`SQLiteStore.write_block`)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def insert_txs(self, rows: Iterable[tuple[int, str, int, str, bytes, tuple[bytes, ...]]]) -> None:
+        self.conn.executemany(
+            "INSERT INTO txs (seq, id, height, code, body, sigs) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                (seq, bytes.fromhex(tx_id), height, code, body, b"".join(sigs))
+                for seq, tx_id, height, code, body, sigs in rows
+            ),
+        )
+
+    def insert_vin_index(self, rows: Iterable[tuple[str, int]]) -> None:
+        self.conn.executemany("INSERT INTO vin_index (vin, seq) VALUES (?, ?)", rows)
+
+    def write_state(self, writes: dict[str, bytes | None]) -> list[bytes]:
+        """Apply state writes; return the key hashes that changed (for the state tree)."""
+        upserts = []
+        deletes = []
+        changed = []
+        for key, value in writes.items():
+            kh = hashlib.sha256(key.encode()).digest()
+            changed.append(kh)
+            if value is None:
+                deletes.append((kh,))
+            else:
+                upserts.append((kh, key, value, hashlib.sha256(value).digest()))
+        self.conn.executemany(
+            "INSERT INTO state (key_hash, key, value, value_hash) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(key_hash) DO UPDATE SET value = excluded.value, "
+            "value_hash = excluded.value_hash",
+            upserts,
+        )
+        self.conn.executemany("DELETE FROM state WHERE key_hash = ?", deletes)
+        return changed
+
+    def insert_log_nodes(self, nodes: Iterable[tuple[int, int, bytes]]) -> None:
+        self.conn.executemany(
+            "INSERT INTO log_nodes (id, hash) VALUES (?, ?)",
+            ((node_id(level, index), h) for level, index, h in nodes),
+        )
+
+    def write_buckets(self, rows: Iterable[tuple[int, bytes, int]]) -> None:
+        self.conn.executemany(
+            "INSERT INTO smt_buckets (idx, hash, count) VALUES (?, ?, ?) "
+            "ON CONFLICT(idx) DO UPDATE SET hash = excluded.hash, count = excluded.count",
+            rows,
+        )
+
+    def insert_block(self, height: int, block_hash: str, header: bytes) -> None:
+        self.conn.execute(
+            "INSERT INTO blocks (height, hash, header) VALUES (?, ?, ?)",
+            (height, bytes.fromhex(block_hash), header),
+        )
+
+    def insert_checkpoint_sig(self, height: int, validator: str, signature: bytes) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO checkpoint_sigs (height, validator, signature) VALUES (?, ?, ?)",
+            (height, validator, signature),
+        )
+
+    def set_meta(self, key: str, value: bytes) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value)
+        )
+
+
+class SQLiteStore(_Reads):
+    """A node's database. Open with :meth:`open`; close with :meth:`close`."""
+
+    def __init__(self, path: Path | str, conn: sqlite3.Connection) -> None:
+        self.path = str(path)
+        self._writer = conn
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._closed = False
+
+    # -- opening -------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path | str) -> SQLiteStore:
+        """Open (creating if absent) the store at ``path`` and bring its schema up to date.
+
+        Raises :class:`StorageError`: ``store_unreadable`` when the file is not a
+        SQLite database (torn or overwritten), ``store_too_new`` when it was written
+        by a newer carledger.
+        """
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = cls._connect(path)
+            store = cls(path, conn)
+            store._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(
+                "store_unreadable", f"The store {path} cannot be read as a database: {exc}."
+            ) from exc
+        return store
+
+    @staticmethod
+    def _connect(path: Path | str) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA cache_size=-65536")
+        conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
+    def _migrate(self) -> None:
+        conn = self._writer
+        has_meta = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        ).fetchone()
+        version = 0
+        if has_meta:
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                "store_too_new",
+                f"The store has schema version {version}; this carledger knows up to "
+                f"{SCHEMA_VERSION}. Upgrade carledger.",
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(target).encode(),),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    # -- connections -----------------------------------------------------------------
+
+    def _c(self) -> sqlite3.Connection:
+        # Reads use a connection per thread so they never see a half-written block.
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect(self.path) if self.path != ":memory:" else self._writer
+            self._local.conn = conn
+        return conn
+
+    @property
+    def conn(self) -> sqlite3.Connection:  # type: ignore[override]
+        return self._c()
+
+    @contextmanager
+    def read_snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every query inside sees the same committed block."""
+        conn = self._c()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    @contextmanager
+    def write_block(self) -> Iterator[BlockWriter]:
+        """One SQLite transaction for one block: committed on normal exit, rolled back on error."""
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield BlockWriter(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                conn.execute("ROLLBACK")
+                raise StorageError("commit_failed", f"The block could not be written: {exc}.") from exc
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._writer.close()
+
+    # -- reads -------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> bytes | None:
+        row = self._c().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def head(self) -> tuple[int, bytes] | None:
+        row = self._c().execute(
+            "SELECT height, header FROM blocks ORDER BY height DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
+    def block(self, height: int) -> bytes | None:
+        row = self._c().execute("SELECT header FROM blocks WHERE height = ?", (height,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def blocks(self, start: int, stop: int) -> list[tuple[int, bytes, bytes]]:
+        rows = self._c().execute(
+            "SELECT height, hash, header FROM blocks WHERE height >= ? AND height < ? "
+            "ORDER BY height",
+            (start, stop),
+        )
+        return [(int(h), bytes(b), bytes(x)) for h, b, x in rows]
+
+    def has_tx(self, tx_id: str) -> bool:
+        return (
+            self._c().execute("SELECT 1 FROM txs WHERE id = ?", (bytes.fromhex(tx_id),)).fetchone()
+            is not None
+        )
+
+    def tx_by_id(self, tx_id: str) -> StoredTx | None:
+        row = self._c().execute(
+            "SELECT seq, id, height, code, body, sigs FROM txs WHERE id = ? ORDER BY seq LIMIT 1",
+            (bytes.fromhex(tx_id),),
+        ).fetchone()
+        return None if row is None else self._tx(row)
+
+    def txs_range(self, start_seq: int, stop_seq: int) -> list[StoredTx]:
+        rows = self._c().execute(
+            "SELECT seq, id, height, code, body, sigs FROM txs WHERE seq >= ? AND seq < ? "
+            "ORDER BY seq",
+            (start_seq, stop_seq),
+        )
+        return [self._tx(r) for r in rows]
+
+    def txs_of_vin(self, vin: str, *, after_seq: int = -1, limit: int = 1000) -> list[StoredTx]:
+        rows = self._c().execute(
+            "SELECT t.seq, t.id, t.height, t.code, t.body, t.sigs FROM vin_index v "
+            "JOIN txs t ON t.seq = v.seq WHERE v.vin = ? AND v.seq > ? ORDER BY v.seq LIMIT ?",
+            (vin, after_seq, limit),
+        )
+        return [self._tx(r) for r in rows]
+
+    @staticmethod
+    def _tx(row: tuple[int, bytes, int, str, bytes, bytes]) -> StoredTx:
+        seq, tx_id, height, code, body, sigs = row
+        return StoredTx(int(seq), bytes(tx_id).hex(), int(height), str(code), bytes(body),
+                        _split_sigs(bytes(sigs)))
+
+    def checkpoint_sigs(self, height: int) -> list[tuple[str, bytes]]:
+        rows = self._c().execute(
+            "SELECT validator, signature FROM checkpoint_sigs WHERE height = ? ORDER BY validator",
+            (height,),
+        )
+        return [(str(v), bytes(s)) for v, s in rows]
+
+    def bucket_rows(self) -> list[tuple[int, bytes, int]]:
+        rows = self._c().execute("SELECT idx, hash, count FROM smt_buckets ORDER BY idx")
+        return [(int(i), bytes(h), int(c)) for i, h, c in rows]
+
+    def log_node_count(self) -> int:
+        return int(self._c().execute("SELECT count(*) FROM log_nodes").fetchone()[0])
