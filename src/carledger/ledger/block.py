@@ -6,9 +6,10 @@ transactions in order. Every node executes a proposal and obtains the same
 the transactions *with their validity codes*), the state root, and the log size and
 root after appending the block's transactions. ``hash = sha256(canonical header)``.
 
-Log leaf (RFC 9162 leaf input) of a transaction: its 32-byte id followed by its
+Log leaf (RFC 9162 leaf input) of a transaction: its 32-byte id, the height and the
+block time (Unix milliseconds) of its block, each as 8 bytes big-endian, then its
 validity code in ASCII (``ok`` for an accepted record). So an inclusion proof proves
-both that a record was committed and whether it was accepted.
+that a record was committed, when, and whether it was accepted.
 
 A :class:`Checkpoint` is what validators sign: chain, height, block hash, state root,
 log size and log root. Signed bytes are the canonical JSON of the checkpoint with
@@ -17,6 +18,8 @@ log size and log root. Signed bytes are the canonical JSON of the checkpoint wit
 
 from __future__ import annotations
 
+import base64
+import datetime as _dt
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,6 +40,8 @@ __all__ = [
     "RawTx",
     "format_time",
     "leaf_input",
+    "parse_leaf_input",
+    "parse_time",
     "tx_root",
 ]
 
@@ -48,15 +53,38 @@ HEX64 = re.compile(r"[0-9a-f]{64}")
 
 def format_time(epoch_ms: int) -> str:
     """Block time text for a Unix time in milliseconds: ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
-    import datetime as _dt
-
     moment = _dt.datetime.fromtimestamp(epoch_ms / 1000, tz=_dt.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 
-def leaf_input(tx_id: str, code: str) -> bytes:
-    """The RFC 9162 leaf input of a committed transaction."""
-    return bytes.fromhex(tx_id) + code.encode("ascii")
+def parse_time(text: str) -> int:
+    """Unix milliseconds of a block time ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
+    if not BLOCK_TIME_RE.fullmatch(text):
+        raise InvalidInput("invalid_block_time", f"Bad block time {text!r}.")
+    moment = _dt.datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=_dt.UTC)
+    return int(moment.timestamp()) * 1000 + int(text[20:23])
+
+
+def leaf_input(tx_id: str, height: int, time: str, code: str) -> bytes:
+    """The RFC 9162 leaf input of a transaction committed at ``height`` and block ``time``."""
+    return (
+        bytes.fromhex(tx_id)
+        + height.to_bytes(8, "big")
+        + parse_time(time).to_bytes(8, "big")
+        + code.encode("ascii")
+    )
+
+
+def parse_leaf_input(data: bytes) -> tuple[str, int, int, str]:
+    """``(tx_id, height, time_ms, code)`` of a leaf input; ``InvalidInput`` if malformed."""
+    if len(data) < 49 or not data[48:].isascii():
+        raise InvalidInput("invalid_leaf", "A log leaf is id, height, time and an ASCII code.")
+    return (
+        data[:32].hex(),
+        int.from_bytes(data[32:40], "big"),
+        int.from_bytes(data[40:48], "big"),
+        data[48:].decode("ascii"),
+    )
 
 
 def tx_root(leaves: Iterable[bytes]) -> str:
@@ -75,8 +103,6 @@ class RawTx:
     signatures: tuple[bytes, ...]
 
     def to_wire(self) -> dict[str, Any]:
-        import base64
-
         return {
             "body": base64.b64encode(self.body).decode("ascii"),
             "signatures": [s.hex() for s in self.signatures],
@@ -131,12 +157,12 @@ class BlockHeader:
         }
 
     @property
-    def bytes(self) -> bytes:
+    def encoded(self) -> bytes:
         return canonical.encode(self.to_dict())
 
     @property
     def hash(self) -> str:
-        return hashlib.sha256(self.bytes).hexdigest()
+        return hashlib.sha256(self.encoded).hexdigest()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BlockHeader:

@@ -35,7 +35,7 @@ __all__ = [
 class StateView(Protocol):
     """Read access to the state as of just before the current transaction."""
 
-    def get(self, key: str) -> Any | None:
+    def get(self, key: str) -> Any:
         """The decoded JSON value at ``key`` (a fresh object the caller may keep), or None."""
         ...
 

@@ -108,9 +108,7 @@ class Executor:
             return TxResult(raw.id, exc.code, raw, message=exc.message)
         try:
             if tx.id in seen or committed(tx.id):
-                raise Conflict(
-                    "duplicate_transaction", "This transaction was already committed."
-                )
+                raise Conflict("duplicate_transaction", "This transaction was already committed.")
             seen.add(tx.id)
             self._check_static(tx)
             ok = signatures_ok.get(tx.id) if signatures_ok is not None else None
@@ -143,7 +141,9 @@ class Executor:
         signers = []
         for key in tx.signers:
             if key in unenrolled and overlay.get(f"member/{key}") is None:
-                signers.append(Signer(key=key, org="", member="", roles=frozenset(), enrolled=False))
+                signers.append(
+                    Signer(key=key, org="", member="", roles=frozenset(), enrolled=False)
+                )
             else:
                 signers.append(resolve_signer(overlay, key, ctx))
         return tuple(signers)

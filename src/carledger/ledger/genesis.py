@@ -74,7 +74,7 @@ def _fail(message: str) -> InvalidInput:
 
 def _need(obj: dict[str, Any], key: str, kind: type, where: str) -> Any:
     value = obj.get(key)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise _fail(f"{where}.{key} is missing or not a {kind.__name__}.")
     return value
 

@@ -51,7 +51,7 @@ class BlockWriterProtocol(Protocol):
 
 
 class LedgerStore(Protocol):
-    """What the ledger needs from storage (implemented by :class:`~carledger.store.sqlite.SQLiteStore`)."""
+    """What the ledger needs from storage (see :class:`carledger.store.sqlite.SQLiteStore`)."""
 
     def get_state(self, key: str) -> bytes | None: ...
     def leaves_in_range(self, lo: bytes, hi: bytes | None) -> Iterable[tuple[bytes, bytes]]: ...
@@ -59,8 +59,10 @@ class LedgerStore(Protocol):
     def get_meta(self, key: str) -> bytes | None: ...
     def head(self) -> tuple[int, bytes] | None: ...
     def has_tx(self, tx_id: str) -> bool: ...
+    def tx_by_id(self, tx_id: str) -> Any: ...
     def bucket_rows(self) -> list[tuple[int, bytes, int]]: ...
     def write_block(self) -> Any: ...
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +151,7 @@ class Ledger:
                 log_root=merkle.EMPTY_ROOT.hex(),
             )
             w.write_buckets(staged.bucket_rows)
-            w.insert_block(0, header.hash, header.bytes)
+            w.insert_block(0, header.hash, header.encoded)
             self._sign(w, header)
         self._smt.commit(staged)
         self._head = header
@@ -248,7 +250,7 @@ class Ledger:
             self.store, ctx, proposal.txs, committed=self.store.has_tx, signatures_ok=signatures_ok
         )
         results = executed.results
-        leaves = [leaf_input(r.id, r.code) for r in results]
+        leaves = [leaf_input(r.id, proposal.height, proposal.time, r.code) for r in results]
         first_seq = head.log_size
         log = merkle.CompactRange(self._log.size, self._log.hashes)
         with self.lock, self.store.write_block() as w:
@@ -259,7 +261,10 @@ class Ledger:
             if fault:
                 fault("after_txs")
             w.insert_vin_index(
-                (vin, first_seq + i) for i, r in enumerate(results) if r.code == OK for vin in r.vins
+                (vin, first_seq + i)
+                for i, r in enumerate(results)
+                if r.code == OK
+                for vin in r.vins
             )
             changed = w.write_state(executed.writes)
             if fault:
@@ -282,7 +287,7 @@ class Ledger:
                 log_size=log.size,
                 log_root=log.root().hex(),
             )
-            w.insert_block(header.height, header.hash, header.bytes)
+            w.insert_block(header.height, header.hash, header.encoded)
             signature = self._sign(w, header)
             if fault:
                 fault("before_commit")
@@ -302,4 +307,3 @@ class Ledger:
         sig = header.checkpoint().sign(self.identity.validator, self.identity.key)
         w.insert_checkpoint_sig(header.height, sig.validator, sig.signature)
         return sig
-

@@ -110,7 +110,9 @@ def resolve_signer(state: StateView, key: str, ctx: BlockContext) -> Signer:
         raise Unauthorized(
             "signer_expired", f"The key {key[:16]}... expired on {entry['valid_until']}."
         )
-    return Signer(key=key, org=entry["org"], member=entry["member"], roles=frozenset(entry["roles"]))
+    return Signer(
+        key=key, org=entry["org"], member=entry["member"], roles=frozenset(entry["roles"])
+    )
 
 
 # --- payload checks -------------------------------------------------------------
@@ -125,7 +127,8 @@ def _fields(payload: dict[str, Any], required: set[str], optional: set[str] = fr
     extra = payload.keys() - required - optional
     if extra:
         raise InvalidInput(
-            "unknown_field", f"payload has unknown fields {', '.join(sorted(extra))}.",
+            "unknown_field",
+            f"payload has unknown fields {', '.join(sorted(extra))}.",
             fields=sorted(extra),
         )
 
@@ -349,6 +352,7 @@ def _validator_add(num: int, den: int) -> Any:
 
 def _validator_remove(num: int, den: int) -> Any:
     def handler(state: StateView, tx: TxContext, ctx: BlockContext) -> Effects:
+        del ctx
         _require_admission_quorum(state, tx, num, den)
         nodes = state.get("validators")["nodes"]
         kept = [n for n in nodes if n["id"] != tx.payload["id"]]

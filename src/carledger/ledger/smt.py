@@ -16,8 +16,13 @@ This module *is* the protocol definition other implementations follow
 
 A proof for a key lists the sibling hashes along the key's path from depth 0 down to the
 first subtree that holds at most one leaf, plus that subtree's lone leaf (or nothing).
-Its JSON form is ``{"siblings": [hex | null, ...], "leaf": {"key_hash", "value_hash"} | null}``
-with ``null`` standing for EMPTY.
+It shows *inclusion* when that leaf is the key's, with the value's hash; *absence* when
+there is no leaf, or the leaf is another key's that shares the key's first
+``len(siblings)`` bits. The verifier folds the siblings bottom-up along the key's bits
+(bit d = 0: ``inner(node, sibling[d])``, else ``inner(sibling[d], node)``) starting from
+the leaf's hash (EMPTY for none) and compares the result with the root. Its JSON form
+is ``{"siblings": [hex | null, ...], "leaf": {"key_hash": hex, "value_hash": hex} | null}``,
+lowercase hex, with ``null`` for an EMPTY sibling (and only for it).
 
 :class:`SparseMerkleTree` is the node's incremental implementation: the top
 ``bucket_depth`` levels live in memory, and the leaves under each depth-``bucket_depth``
@@ -31,9 +36,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Protocol
 
 from carledger.errors import Conflict, InvalidInput, StorageError, VerificationFailure
@@ -274,18 +280,45 @@ class LeafSource(Protocol):
 class MemoryLeafSource:
     """An in-memory :class:`LeafSource` for tests and for nodes without a store.
 
-    Writes are O(1); the sorted key list is brought up to date on the next read
-    (one merge of the new keys, one filter pass after deletions), so a block's worth
-    of writes costs about one pass over the keys, not one per write.
+    Leaves live in sorted blocks of a few hundred keys, with values in parallel
+    blocks (a B+-tree of height two): a write costs one bisect and a short list
+    insert, a range read one bisect and a slice, at any size.
     """
 
-    def __init__(self, leaves: Mapping[bytes, bytes] | None = None) -> None:
-        self._values: dict[bytes, bytes] = {}
-        self._keys: list[bytes] = []
-        self._added: list[bytes] = []
-        self._removed = False
-        for k, v in (leaves or {}).items():
-            self.set(k, v)
+    def __init__(
+        self, leaves: Mapping[bytes, bytes] | None = None, *, block_size: int = 512
+    ) -> None:
+        """Start with ``leaves`` (``{key_hash: value_hash}``); ``block_size`` only tunes speed.
+
+        Raises InvalidInput ``invalid_key_hash`` unless every hash is 32 bytes.
+        """
+        if block_size < 2:
+            raise ValueError("block_size must be at least 2")
+        items = sorted((leaves or {}).items())
+        for k, v in items:
+            if not _is_hash(k) or not _is_hash(v):
+                raise InvalidInput("invalid_key_hash", "Leaf key and value hashes are 32 bytes.")
+        self._block = block_size  # a block is split in two when it reaches twice this
+        starts = range(0, len(items), block_size)
+        self._key_blocks = [[k for k, _ in items[i : i + block_size]] for i in starts]
+        self._value_blocks = [[v for _, v in items[i : i + block_size]] for i in starts]
+        self._firsts = [block[0] for block in self._key_blocks]
+        self._size = len(items)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _block_of(self, key: bytes) -> int:
+        """The block whose key span would hold ``key`` (the first for smaller keys)."""
+        return max(bisect_right(self._firsts, key) - 1, 0)
+
+    def get(self, key_hash: bytes) -> bytes | None:
+        if not self._firsts:
+            return None
+        b = self._block_of(key_hash)
+        keys = self._key_blocks[b]
+        i = bisect_left(keys, key_hash)
+        return self._value_blocks[b][i] if i < len(keys) and keys[i] == key_hash else None
 
     def set(self, key_hash: bytes, value_hash: bytes | None) -> None:
         """Insert or replace a leaf, or delete it with ``None``.
@@ -294,46 +327,55 @@ class MemoryLeafSource:
         """
         if not _is_hash(key_hash) or (value_hash is not None and not _is_hash(value_hash)):
             raise InvalidInput("invalid_key_hash", "Leaf key and value hashes are 32 bytes.")
-        if value_hash is None:
-            if self._values.pop(key_hash, None) is not None:
-                self._removed = True
+        if not self._firsts:
+            if value_hash is not None:
+                self._key_blocks, self._value_blocks = [[key_hash]], [[value_hash]]
+                self._firsts, self._size = [key_hash], 1
             return
-        if key_hash not in self._values:
-            self._added.append(key_hash)
-        self._values[key_hash] = value_hash
+        b = self._block_of(key_hash)
+        keys, values = self._key_blocks[b], self._value_blocks[b]
+        i = bisect_left(keys, key_hash)
+        present = i < len(keys) and keys[i] == key_hash
+        if value_hash is None:
+            if present:
+                del keys[i], values[i]
+                self._size -= 1
+                if keys:
+                    self._firsts[b] = keys[0]
+                else:
+                    del self._key_blocks[b], self._value_blocks[b], self._firsts[b]
+        elif present:
+            values[i] = value_hash
+        else:
+            keys.insert(i, key_hash)
+            values.insert(i, value_hash)
+            self._size += 1
+            self._firsts[b] = keys[0]
+            if len(keys) >= 2 * self._block:
+                half = self._block
+                self._key_blocks[b : b + 1] = [keys[:half], keys[half:]]
+                self._value_blocks[b : b + 1] = [values[:half], values[half:]]
+                self._firsts.insert(b + 1, keys[half])
 
-    def get(self, key_hash: bytes) -> bytes | None:
-        return self._values.get(key_hash)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def as_dict(self) -> dict[bytes, bytes]:
-        return dict(self._values)
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every leaf in key order."""
+        for keys, values in zip(self._key_blocks, self._value_blocks, strict=True):
+            yield from zip(keys, values, strict=True)
 
     def leaves_in_range(self, lo: bytes, hi: bytes | None) -> list[tuple[bytes, bytes]]:
-        self._settle()
-        keys, values = self._keys, self._values
-        start = bisect_left(keys, lo)
-        end = len(keys) if hi is None else bisect_left(keys, hi, start)
-        return [(k, values[k]) for k in keys[start:end]]
-
-    def _settle(self) -> None:
-        keys = self._keys
-        if self._removed:
-            keys = self._keys = [k for k in keys if k in self._values]
-            self._removed = False
-        if self._added:
-            fresh: list[bytes] = []
-            for k in set(self._added):
-                # A key deleted and re-added before this read may still be listed.
-                if k in self._values:
-                    at = bisect_left(keys, k)
-                    if at == len(keys) or keys[at] != k:
-                        fresh.append(k)
-            keys.extend(fresh)
-            keys.sort()  # one sorted run plus a short tail: a merge, not a full sort
-            self._added.clear()
+        found: list[tuple[bytes, bytes]] = []
+        if not self._firsts:
+            return found
+        b = self._block_of(lo)
+        start = bisect_left(self._key_blocks[b], lo)
+        while b < len(self._key_blocks):
+            keys = self._key_blocks[b]
+            end = len(keys) if hi is None else bisect_left(keys, hi, start)
+            found.extend(zip(keys[start:end], self._value_blocks[b][start:end], strict=True))
+            if end < len(keys):
+                break
+            b, start = b + 1, 0
+        return found
 
 
 # --------------------------------------------------------------------------- hashing sorted leaves
@@ -495,15 +537,15 @@ class SparseMerkleTree:
     def bucket_rows(self) -> list[BucketRow]:
         """Every non-empty bucket, ascending: what :meth:`load_buckets` needs."""
         hashes, counts = self._hashes[self._depth], self._counts[self._depth]
-        return [
-            (i, bytes(hashes[32 * i : 32 * i + 32]), c) for i, c in enumerate(counts) if c
-        ]
+        return [(i, bytes(hashes[32 * i : 32 * i + 32]), c) for i, c in enumerate(counts) if c]
 
     def rebuild(self, source: LeafSource) -> list[BucketRow]:
         """Recompute the whole tree from every leaf in ``source`` (one full scan).
 
-        For first start and audits. Returns :meth:`bucket_rows`, to persist in place
-        of the old ones. Invalidates every outstanding :class:`StagedRoot`.
+        For first start and audits. Returns :meth:`bucket_rows`: they *replace* every
+        persisted row (buckets now empty have no row). Invalidates every outstanding
+        :class:`StagedRoot`. Raises StorageError ``state_source_invalid`` if the
+        source returns leaves out of order.
         """
         self._reset()
         shift = 256 - self._depth
@@ -563,31 +605,41 @@ class SparseMerkleTree:
         level = changes[depth]
         hashes, counts = self._hashes[depth], self._counts[depth]
         for first, last in _runs(sorted(dirty)):
-            lo, _ = _node_range(depth, first)
-            _, hi = _node_range(depth, last)
-            found = dict(_group_by_bucket(source.leaves_in_range(lo, hi), shift))
+            lo, hi = _node_range(depth, first)
+            if first == last:
+                found = {first: list(source.leaves_in_range(lo, hi))}
+            else:
+                hi = _node_range(depth, last)[1]
+                found = dict(_group_by_bucket(source.leaves_in_range(lo, hi), shift))
             for bucket in range(first, last + 1):
                 node = _subtree(found.get(bucket, ()), depth)
                 if node[1] != counts[bucket] or node[0] != hashes[32 * bucket : 32 * bucket + 32]:
                     level[bucket] = node
         rows = tuple((i, h, c) for i, (h, c) in sorted(level.items()))
+        # Each level's changed nodes name the parents to rehash, each parent once.
+        sha, inner_tag = _sha256, _INNER
         for d in range(depth - 1, -1, -1):
             below, level = level, changes[d]
-            below_h, below_c = self._hashes[d + 1], self._counts[d + 1]
-            for parent in sorted({i >> 1 for i in below}):
-                at = 64 * parent
-                h0, c0 = below.get(2 * parent) or (below_h[at : at + 32], below_c[2 * parent])
-                h1, c1 = below.get(2 * parent + 1) or (
-                    below_h[at + 32 : at + 64],
-                    below_c[2 * parent + 1],
-                )
-                total = c0 + c1
-                if total == 0:
-                    level[parent] = (EMPTY, 0)
-                elif total == 1:
+            below_h, below_c, get = self._hashes[d + 1], self._counts[d + 1], below.get
+            for parent in {i >> 1 for i in below}:
+                left, at = 2 * parent, 64 * parent
+                h0: bytes | bytearray
+                h1: bytes | bytearray
+                changed_left, changed_right = get(left), get(left + 1)
+                if changed_left is None:
+                    h0, c0 = below_h[at : at + 32], below_c[left]
+                else:
+                    h0, c0 = changed_left
+                if changed_right is None:
+                    h1, c1 = below_h[at + 32 : at + 64], below_c[left + 1]
+                else:
+                    h1, c1 = changed_right
+                if c0 + c1 >= 2:
+                    level[parent] = (sha(inner_tag + h0 + h1).digest(), 2)
+                elif c0 + c1 == 1:
                     level[parent] = (bytes(h0 if c0 else h1), 1)
                 else:
-                    level[parent] = (_sha256(_INNER + h0 + h1).digest(), 2)
+                    level[parent] = (EMPTY, 0)
         root = changes[0][0][0] if changes[0] else self.root
         return StagedRoot(root, rows, self._token, self._generation, tuple(changes))
 
@@ -654,7 +706,7 @@ class SparseMerkleTree:
         """The leaf under a node of count <= 1, checked against the node's hash."""
         if node == EMPTY:
             return None
-        found = list(source.leaves_in_range(*_node_range(depth, index)))
+        found = list(islice(source.leaves_in_range(*_node_range(depth, index)), 2))
         if len(found) != 1 or leaf_hash(*found[0]) != node:
             raise StorageError(
                 "state_source_invalid", "The state leaves do not match the state tree."

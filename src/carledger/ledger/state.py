@@ -45,7 +45,7 @@ class Overlay:
         self._base = base
         self._writes: dict[str, bytes | None] = {}
 
-    def get(self, key: str) -> Any | None:
+    def get(self, key: str) -> Any:
         data = self.get_bytes(key)
         return None if data is None else decode_value(data)
 

@@ -106,7 +106,9 @@ class Transaction:
         if not isinstance(chain, str) or not CHAIN_RE.fullmatch(chain):
             raise InvalidInput("invalid_chain", "chain is 1-64 of a-z, 0-9 and '-'.")
         if not isinstance(type_, str) or not TYPE_RE.fullmatch(type_):
-            raise InvalidInput("invalid_type", "type is a dotted lower-case name such as trade.sale.")
+            raise InvalidInput(
+                "invalid_type", "type is a dotted lower-case name such as trade.sale."
+            )
         if not isinstance(payload, dict):
             raise InvalidInput("invalid_payload", "payload is a JSON object.")
         if not isinstance(nonce, str) or not NONCE_RE.fullmatch(nonce):
@@ -156,7 +158,8 @@ class Transaction:
         extra = set(wire) - {"body", "signatures"}
         if extra:
             raise InvalidInput(
-                "unknown_field", f"Unknown transaction fields: {', '.join(sorted(map(str, extra)))}."
+                "unknown_field",
+                f"Unknown transaction fields: {', '.join(sorted(map(str, extra)))}.",
             )
         body_b64, sigs = wire.get("body"), wire.get("signatures")
         if not isinstance(body_b64, str):
@@ -190,7 +193,7 @@ class Transaction:
         ]
 
     def verify_signatures(self) -> None:
-        """Raise :class:`VerificationFailure` (``bad_signature``) unless every signature verifies."""
+        """Raise :class:`VerificationFailure` (``bad_signature``) unless all signatures verify."""
         bad = self.bad_signers()
         if bad:
             raise VerificationFailure(

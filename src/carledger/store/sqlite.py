@@ -63,6 +63,7 @@ MIGRATIONS: dict[int, str] = {
         value BLOB NOT NULL,
         value_hash BLOB NOT NULL
     ) WITHOUT ROWID;
+    CREATE INDEX state_by_key ON state(key);
     CREATE TABLE smt_buckets (idx INTEGER PRIMARY KEY, hash BLOB NOT NULL, count INTEGER NOT NULL);
     CREATE TABLE log_nodes (id INTEGER PRIMARY KEY, hash BLOB NOT NULL);
     CREATE TABLE checkpoint_sigs (
@@ -89,6 +90,15 @@ class StoredTx:
     signatures: tuple[bytes, ...]
 
 
+def _blob(value: object) -> bytes:
+    """Column bytes; a value edited outside carledger may come back as text."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return str(value).encode()
+
+
 def _split_sigs(blob: bytes) -> tuple[bytes, ...]:
     return tuple(blob[i : i + 64] for i in range(0, len(blob), 64))
 
@@ -102,9 +112,14 @@ class _Reads:
         return self.conn
 
     def get_state(self, key: str) -> bytes | None:
-        row = self._c().execute(
-            "SELECT value FROM state WHERE key_hash = ?", (hashlib.sha256(key.encode()).digest(),)
-        ).fetchone()
+        row = (
+            self._c()
+            .execute(
+                "SELECT value FROM state WHERE key_hash = ?",
+                (hashlib.sha256(key.encode()).digest(),),
+            )
+            .fetchone()
+        )
         return None if row is None else bytes(row[0])
 
     def leaves_in_range(self, lo: bytes, hi: bytes | None) -> Iterable[tuple[bytes, bytes]]:
@@ -137,12 +152,14 @@ class _Reads:
 
 
 class BlockWriter(_Reads):
-    """Writes of one block inside one open SQLite transaction (see :meth:`SQLiteStore.write_block`)."""
+    """Writes of one block inside one open SQLite transaction (:meth:`SQLiteStore.write_block`)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
-    def insert_txs(self, rows: Iterable[tuple[int, str, int, str, bytes, tuple[bytes, ...]]]) -> None:
+    def insert_txs(
+        self, rows: Iterable[tuple[int, str, int, str, bytes, tuple[bytes, ...]]]
+    ) -> None:
         self.conn.executemany(
             "INSERT INTO txs (seq, id, height, code, body, sigs) VALUES (?, ?, ?, ?, ?, ?)",
             (
@@ -196,14 +213,13 @@ class BlockWriter(_Reads):
 
     def insert_checkpoint_sig(self, height: int, validator: str, signature: bytes) -> None:
         self.conn.execute(
-            "INSERT OR REPLACE INTO checkpoint_sigs (height, validator, signature) VALUES (?, ?, ?)",
+            "INSERT OR REPLACE INTO checkpoint_sigs (height, validator, signature) "
+            "VALUES (?, ?, ?)",
             (height, validator, signature),
         )
 
     def set_meta(self, key: str, value: bytes) -> None:
-        self.conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value)
-        )
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
 
 class SQLiteStore(_Reads):
@@ -316,7 +332,9 @@ class SQLiteStore(_Reads):
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 conn.execute("ROLLBACK")
-                raise StorageError("commit_failed", f"The block could not be written: {exc}.") from exc
+                raise StorageError(
+                    "commit_failed", f"The block could not be written: {exc}."
+                ) from exc
 
     def close(self) -> None:
         if not self._closed:
@@ -330,9 +348,11 @@ class SQLiteStore(_Reads):
         return None if row is None else bytes(row[0])
 
     def head(self) -> tuple[int, bytes] | None:
-        row = self._c().execute(
-            "SELECT height, header FROM blocks ORDER BY height DESC LIMIT 1"
-        ).fetchone()
+        row = (
+            self._c()
+            .execute("SELECT height, header FROM blocks ORDER BY height DESC LIMIT 1")
+            .fetchone()
+        )
         return None if row is None else (int(row[0]), bytes(row[1]))
 
     def block(self, height: int) -> bytes | None:
@@ -354,10 +374,15 @@ class SQLiteStore(_Reads):
         )
 
     def tx_by_id(self, tx_id: str) -> StoredTx | None:
-        row = self._c().execute(
-            "SELECT seq, id, height, code, body, sigs FROM txs WHERE id = ? ORDER BY seq LIMIT 1",
-            (bytes.fromhex(tx_id),),
-        ).fetchone()
+        row = (
+            self._c()
+            .execute(
+                "SELECT seq, id, height, code, body, sigs FROM txs WHERE id = ? "
+                "ORDER BY seq LIMIT 1",
+                (bytes.fromhex(tx_id),),
+            )
+            .fetchone()
+        )
         return None if row is None else self._tx(row)
 
     def txs_range(self, start_seq: int, stop_seq: int) -> list[StoredTx]:
@@ -379,8 +404,25 @@ class SQLiteStore(_Reads):
     @staticmethod
     def _tx(row: tuple[int, bytes, int, str, bytes, bytes]) -> StoredTx:
         seq, tx_id, height, code, body, sigs = row
-        return StoredTx(int(seq), bytes(tx_id).hex(), int(height), str(code), bytes(body),
-                        _split_sigs(bytes(sigs)))
+        return StoredTx(
+            int(seq),
+            _blob(tx_id).hex(),
+            int(height),
+            str(code),
+            _blob(body),
+            _split_sigs(_blob(sigs)),
+        )
+
+    def state_prefix(
+        self, prefix: str, *, after: str = "", limit: int = 1000
+    ) -> list[tuple[str, bytes]]:
+        """State entries whose key starts with ``prefix``, in key order, after key ``after``."""
+        start = max(prefix, after)
+        rows = self._c().execute(
+            "SELECT key, value FROM state WHERE key > ? AND key < ? ORDER BY key LIMIT ?",
+            (start if after else prefix, prefix + "\U0010ffff", limit),
+        )
+        return [(str(k), bytes(v)) for k, v in rows]
 
     def checkpoint_sigs(self, height: int) -> list[tuple[str, bytes]]:
         rows = self._c().execute(

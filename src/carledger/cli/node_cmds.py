@@ -1,0 +1,90 @@
+"""``carledger up``: run a node (API + web pages) until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from carledger.cli.main import DataOpt, app, console, run_guarded
+from carledger.errors import InvalidInput
+from carledger.node.home import Home, env_passphrase
+from carledger.node.service import Node, NodeSettings
+
+
+@app.command()
+@run_guarded
+def up(
+    data: DataOpt = Path("data/node"),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="On first start, create a demo chain with market data.")
+    ] = False,
+    demo_vehicles: Annotated[int, typer.Option(help="Vehicles in the demo data.")] = 300,
+    demo_seed: Annotated[int, typer.Option(help="Seed of the demo data.")] = 7,
+    ordering: Annotated[str, typer.Option(help="solo (one node) or etcd (consortium).")] = "solo",
+    block_max_txs: Annotated[int, typer.Option(help="Cut a block at this many records.")] = 1000,
+    block_interval_ms: Annotated[
+        int, typer.Option(help="...or after this many milliseconds.")
+    ] = 50,
+    mempool: Annotated[int, typer.Option(help="Pending records before 503.")] = 50_000,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Start a node: the API (OpenAPI at /docs) and the web pages, over SQLite in --data."""
+    import uvicorn
+
+    from carledger.api.app import create_app
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if ordering != "solo":
+        raise InvalidInput(
+            "unsupported_ordering",
+            f"Ordering {ordering!r} is not available in this build; use solo.",
+        )
+    home = Home(data)
+    if demo and not home.exists():
+        from carledger.node.demo import create_demo
+
+        with console.status("creating the demo chain..."):
+            summary = create_demo(home, vehicles=demo_vehicles, seed=demo_seed)
+        console.print(
+            f"demo chain ready: {summary['vehicles']} vehicles, {summary['records']} records, "
+            f"{summary['blocks']} blocks"
+        )
+    ledger = home.open_ledger(env_passphrase())
+    node = Node(
+        ledger,
+        NodeSettings(
+            block_max_txs=block_max_txs,
+            block_interval_ms=block_interval_ms,
+            mempool_capacity=mempool,
+            proposer=ledger.identity.validator if ledger.identity else "solo",
+        ),
+    )
+    node.start()
+    console.print(
+        f"carledger node on chain [bold]{ledger.chain_id}[/] at height {ledger.height}: "
+        f"http://{host}:{port}/  (API docs at /docs)"
+    )
+    try:
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(node),
+                host=host,
+                port=port,
+                log_level=log_level,
+                access_log=False,
+                timeout_graceful_shutdown=5,
+            )
+        )
+        server.run()
+    finally:
+        node.stop()
+        node.events.close()
+        ledger.store.close()
+        console.print(f"stopped at height {ledger.height}; every accepted record is on disk")

@@ -1,0 +1,290 @@
+"""A running node: submission checks, the mempool, solo ordering and commit events.
+
+Submission (:meth:`Node.submit`) runs the checks a client should hear about at once
+(envelope and schema, chain, replay, signatures, membership) and queues what passes.
+In solo ordering a block cutter thread takes up to ``block_max_txs`` transactions,
+or whatever is pending after ``block_interval_ms``, and commits them as the next
+block; waiters learn the height, log index and validity code. :meth:`Node.stop`
+cuts the transactions still pending before it returns, so every acknowledged
+transaction is on disk after a clean shutdown.
+
+The wall clock enters here, and only here: it sets block times (never earlier than
+the previous block's).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from carledger.errors import Conflict, LedgerError, VerificationFailure
+from carledger.ledger.block import Proposal, RawTx, format_time
+from carledger.ledger.ledger import CommittedBlock, Ledger
+from carledger.ledger.tx import Transaction
+from carledger.node.events import EventHub
+from carledger.node.mempool import Mempool
+
+__all__ = ["Node", "NodeSettings", "Outcome"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    block_max_txs: int = 1000
+    block_interval_ms: int = 50
+    mempool_capacity: int = 50_000
+    proposer: str = "solo"
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one submitted transaction."""
+
+    id: str
+    status: str  # pending | committed | refused | rejected
+    error: LedgerError | None = None
+    height: int | None = None
+    seq: int | None = None
+    code: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "status": self.status}
+        if self.height is not None:
+            out.update(height=self.height, index=self.seq, code=self.code)
+        if self.error is not None:
+            out["error"] = self.error.to_problem()
+        return out
+
+
+class _Waiter:
+    __slots__ = ("event", "result")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.result: tuple[int, int, str] | None = None
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.committed = Counter(
+            "carledger_committed_transactions",
+            "Transactions committed, by validity code",
+            ["code"],
+            registry=self.registry,
+        )
+        self.height = Gauge("carledger_block_height", "Height of the head", registry=self.registry)
+        self.mempool = Gauge(
+            "carledger_mempool_size", "Transactions waiting", registry=self.registry
+        )
+        self.commit_latency = Histogram(
+            "carledger_commit_latency_seconds",
+            "From accepted submission to committed block",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.block_seconds = Histogram(
+            "carledger_block_commit_seconds",
+            "Time to execute and commit one block",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "carledger_rejected_submissions",
+            "Submissions refused before the mempool, by code",
+            ["code"],
+            registry=self.registry,
+        )
+
+
+class Node:
+    """One node over a :class:`Ledger`, with solo ordering."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        settings: NodeSettings | None = None,
+        *,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self.ledger = ledger
+        self.settings = settings or NodeSettings()
+        self.clock_ms = clock_ms
+        self.mempool = Mempool(self.settings.mempool_capacity)
+        self.events = EventHub()
+        self.metrics = Metrics()
+        self.metrics.height.set(ledger.height)
+        self._waiters: dict[str, list[_Waiter]] = {}
+        self._accepted_at: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.problem: str | None = None
+        ledger.on_commit(self._committed)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="block-cutter", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop cutting blocks after committing everything still pending."""
+        self._stop.set()
+        self.mempool.wake()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        while len(self.mempool):
+            self._cut()
+
+    def _run(self) -> None:
+        interval = self.settings.block_interval_ms / 1000
+        while not self._stop.is_set():
+            pending = self.mempool.wait(self.settings.block_max_txs, interval)
+            if pending == 0 or self._stop.is_set():
+                continue
+            if pending < self.settings.block_max_txs:
+                # Give a burst a moment to fill the block instead of cutting tiny ones.
+                self.mempool.wait(self.settings.block_max_txs, interval)
+            try:
+                self._cut()
+            except LedgerError as exc:
+                self.problem = exc.diagnostics()
+                log.error("block commit failed: %s", exc.diagnostics())
+                self._stop.wait(1.0)
+
+    def _cut(self) -> CommittedBlock | None:
+        batch = self.mempool.take(self.settings.block_max_txs)
+        if not batch:
+            return None
+        head = self.ledger.head
+        when = max(format_time(self.clock_ms()), head.time)
+        proposal = Proposal(
+            head.height + 1,
+            when,
+            self.settings.proposer,
+            tuple(RawTx(t.body, t.signatures) for t in batch),
+        )
+        started = time.perf_counter()
+        try:
+            block = self.ledger.apply(proposal, signatures_ok={t.id: True for t in batch})
+        except LedgerError:
+            # Nothing was written; the transactions go back to the front of the queue.
+            self.mempool.requeue(batch)
+            raise
+        self.problem = None
+        self.metrics.block_seconds.observe(time.perf_counter() - started)
+        return block
+
+    # -- submission -----------------------------------------------------------------
+
+    def check(self, tx: Transaction) -> None:
+        """Every check a submission must pass before it is queued; raises the reason."""
+        ledger = self.ledger
+        ledger.executor._check_static(tx)
+        stored = ledger.store.tx_by_id(tx.id)
+        if stored is not None:
+            raise Conflict(
+                "duplicate_transaction",
+                "This transaction was already committed.",
+                height=stored.height,
+                index=stored.seq,
+            )
+        bad = tx.bad_signers()
+        if bad:
+            raise VerificationFailure(
+                "bad_signature",
+                f"The signature of {bad[0][:16]}... does not verify over this body.",
+                signer=bad[0],
+            )
+        ledger.precheck(tx, max(format_time(self.clock_ms()), ledger.head.time))
+
+    def submit(
+        self, txs: Sequence[Transaction], *, wait: bool = False, timeout: float = 30.0
+    ) -> list[Outcome]:
+        """Check and queue ``txs``; with ``wait``, return once each is committed (or timeout)."""
+        outcomes: list[Outcome] = []
+        accepted: list[Transaction] = []
+        for tx in txs:
+            try:
+                self.check(tx)
+            except LedgerError as exc:
+                self.metrics.rejected.labels(exc.code).inc()
+                outcomes.append(Outcome(tx.id, "rejected", exc))
+                continue
+            outcomes.append(Outcome(tx.id, "pending"))
+            accepted.append(tx)
+        waiters: dict[str, _Waiter] = {}
+        now = time.perf_counter()
+        with self._lock:
+            for tx in accepted:
+                self._accepted_at[tx.id] = now
+                if wait:
+                    waiter = _Waiter()
+                    self._waiters.setdefault(tx.id, []).append(waiter)
+                    waiters[tx.id] = waiter
+        refusals = iter(self.mempool.add_many(accepted))
+        self.metrics.mempool.set(len(self.mempool))
+        for outcome in outcomes:
+            if outcome.status != "pending":
+                continue
+            error = next(refusals)
+            if error is not None:
+                assert isinstance(error, LedgerError)
+                outcome.status, outcome.error = "rejected", error
+                self.metrics.rejected.labels(error.code).inc()
+                self._forget(outcome.id, waiters.pop(outcome.id, None))
+        deadline = time.monotonic() + timeout
+        for outcome in outcomes:
+            pending = waiters.get(outcome.id)
+            if pending is None:
+                continue
+            waiter = pending
+            if waiter.event.wait(max(0.0, deadline - time.monotonic())) and waiter.result:
+                outcome.height, outcome.seq, outcome.code = waiter.result
+                outcome.status = "committed" if outcome.code == "ok" else "refused"
+            self._forget(outcome.id, waiter)
+        return outcomes
+
+    def _forget(self, tx_id: str, waiter: _Waiter | None) -> None:
+        with self._lock:
+            if waiter is not None and waiter in self._waiters.get(tx_id, []):
+                self._waiters[tx_id].remove(waiter)
+                if not self._waiters[tx_id]:
+                    del self._waiters[tx_id]
+
+    def _committed(self, block: CommittedBlock) -> None:
+        now = time.perf_counter()
+        with self._lock:
+            for i, result in enumerate(block.results):
+                seq = block.first_seq + i
+                started = self._accepted_at.pop(result.id, None)
+                if started is not None:
+                    self.metrics.commit_latency.observe(now - started)
+                for waiter in self._waiters.get(result.id, []):
+                    waiter.result = (block.header.height, seq, result.code)
+                    waiter.event.set()
+                self.metrics.committed.labels(result.code).inc()
+        self.metrics.height.set(block.header.height)
+        self.metrics.mempool.set(len(self.mempool))
+        self.events.publish(block)
+
+    def status(self) -> dict[str, Any]:
+        head = self.ledger.head
+        return {
+            "status": "degraded" if self.problem else "ok",
+            "problem": self.problem,
+            "chain": self.ledger.chain_id,
+            "height": head.height,
+            "block_time": head.time,
+            "mempool": len(self.mempool),
+        }
