@@ -221,6 +221,7 @@ _TABLES = [
     ("txs", "SELECT seq, id, height, code, body, sigs FROM txs ORDER BY seq"),
     ("state", "SELECT key_hash, key, value, value_hash FROM state ORDER BY key_hash"),
     ("vin_index", "SELECT vin, seq FROM vin_index ORDER BY vin, seq"),
+    ("nonces", "SELECT signer, nonce FROM nonces ORDER BY signer, nonce"),
     ("smt_buckets", "SELECT idx, hash, count FROM smt_buckets ORDER BY idx"),
     ("log_nodes", "SELECT id, hash FROM log_nodes ORDER BY id"),
 ]

@@ -4,7 +4,9 @@ For each transaction, in order, the executor decides a validity code:
 
 1. the body decodes and is a well-formed envelope (else its ``InvalidInput`` code);
 2. ``chain`` is this chain (``wrong_chain``);
-3. its id was never committed, nor earlier in this block (``duplicate_transaction``);
+3. its id was never committed, nor earlier in this block (``duplicate_transaction``),
+   and its first signer never used its nonce before (``duplicate_nonce``): a client
+   that re-sends a record with the same nonce cannot create it twice;
 4. the record type exists (``unknown_type``) and the payload passes its schema;
 5. every signature verifies (``bad_signature``);
 6. every signer is an active member, or a key the contract lets sign unenrolled
@@ -42,6 +44,8 @@ class TxResult:
     type: str | None = None
     vins: tuple[str, ...] = ()
     message: str = ""
+    signer: str = ""
+    nonce: str = ""
 
     @property
     def ok(self) -> bool:
@@ -77,19 +81,36 @@ class Executor:
         txs: Sequence[RawTx],
         *,
         committed: Callable[[str], bool],
+        nonce_used: Callable[[str, str], bool],
         signatures_ok: Mapping[str, bool] | None = None,
     ) -> ExecutionResult:
         """Execute ``txs`` in order over ``state``.
 
-        ``committed(id)`` tells whether an id is already on the chain (replay
+        ``committed(id)`` tells whether an id is already on the chain and
+        ``nonce_used(signer, nonce)`` whether a first signer used a nonce (replay
         protection). ``signatures_ok`` may carry verification results computed in
         parallel beforehand, by transaction id; missing ids are verified here.
         """
         overlay = Overlay(state)
         result = ExecutionResult()
         seen: set[str] = set()
+        nonces: set[tuple[str, str]] = set()
+
+        def replayed(tx: Transaction) -> str | None:
+            if tx.id in seen or committed(tx.id):
+                return "duplicate_transaction"
+            key = (tx.signers[0][:16], tx.nonce)
+            if key in nonces or nonce_used(tx.signers[0], tx.nonce):
+                return "duplicate_nonce"
+            return None
+
         for raw in txs:
-            result.results.append(self._one(raw, overlay, ctx, committed, seen, signatures_ok))
+            outcome = self._one(raw, overlay, ctx, replayed, signatures_ok)
+            if outcome.type is not None:
+                seen.add(outcome.id)
+            if outcome.ok:
+                nonces.add((outcome.signer[:16], outcome.nonce))
+            result.results.append(outcome)
         result.writes = overlay.writes
         return result
 
@@ -98,8 +119,7 @@ class Executor:
         raw: RawTx,
         overlay: Overlay,
         ctx: BlockContext,
-        committed: Callable[[str], bool],
-        seen: set[str],
+        replayed: Callable[[Transaction], str | None],
         signatures_ok: Mapping[str, bool] | None,
     ) -> TxResult:
         try:
@@ -107,9 +127,14 @@ class Executor:
         except LedgerError as exc:
             return TxResult(raw.id, exc.code, raw, message=exc.message)
         try:
-            if tx.id in seen or committed(tx.id):
+            replay = replayed(tx)
+            if replay == "duplicate_transaction":
                 raise Conflict("duplicate_transaction", "This transaction was already committed.")
-            seen.add(tx.id)
+            if replay == "duplicate_nonce":
+                raise Conflict(
+                    "duplicate_nonce",
+                    "The first signer already used this nonce: the record exists already.",
+                )
             self._check_static(tx)
             ok = signatures_ok.get(tx.id) if signatures_ok is not None else None
             if ok is None:
@@ -120,14 +145,30 @@ class Executor:
             effects = self.registry.get(tx.type).handler(overlay, TxContext(tx, signers), ctx)
             overlay.apply(effects.writes)
         except LedgerError as exc:
-            return TxResult(tx.id, exc.code, raw, tx.type, message=exc.message)
+            return TxResult(
+                tx.id,
+                exc.code,
+                raw,
+                tx.type,
+                message=exc.message,
+                signer=tx.signers[0],
+                nonce=tx.nonce,
+            )
         except Exception as exc:
             # A contract bug must not stop the chain. The failure is deterministic
             # (same code, same state, same input on every node), so flagging it keeps
             # the nodes in agreement; the log says where to look.
             log.exception("contract %s failed on %s", tx.type, tx.id)
-            return TxResult(tx.id, "contract_error", raw, tx.type, message=type(exc).__name__)
-        return TxResult(tx.id, OK, raw, tx.type, effects.vins)
+            return TxResult(
+                tx.id,
+                "contract_error",
+                raw,
+                tx.type,
+                message=type(exc).__name__,
+                signer=tx.signers[0],
+                nonce=tx.nonce,
+            )
+        return TxResult(tx.id, OK, raw, tx.type, effects.vins, signer=tx.signers[0], nonce=tx.nonce)
 
     def _check_static(self, tx: Transaction) -> None:
         if tx.chain != self.chain:

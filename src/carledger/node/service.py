@@ -199,6 +199,11 @@ class Node:
                 height=stored.height,
                 index=stored.seq,
             )
+        if ledger.store.nonce_used(tx.signers[0], tx.nonce):
+            raise Conflict(
+                "duplicate_nonce",
+                "The first signer already used this nonce: the record exists already.",
+            )
         bad = tx.bad_signers()
         if bad:
             raise VerificationFailure(

@@ -14,6 +14,7 @@ Tables (schema version 1)::
                                        seq = log leaf index; body = signed bytes as
                                        received; sigs = concatenated 64-byte signatures
     vin_index(vin, seq)                accepted records of each VIN, in log order
+    nonces(signer, nonce)              nonces used by each first signer (replay rule)
     state(key_hash, key, value, value_hash)
     smt_buckets(idx, hash, count)      the state tree's bucket level (see smt.py)
     log_nodes(id, hash)                perfect subtrees of the log: id = level << 48 | index
@@ -66,6 +67,9 @@ MIGRATIONS: dict[int, str] = {
     CREATE INDEX state_by_key ON state(key);
     CREATE TABLE smt_buckets (idx INTEGER PRIMARY KEY, hash BLOB NOT NULL, count INTEGER NOT NULL);
     CREATE TABLE log_nodes (id INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+    CREATE TABLE nonces (
+        signer BLOB NOT NULL, nonce TEXT NOT NULL, PRIMARY KEY (signer, nonce)
+    ) WITHOUT ROWID;
     CREATE TABLE checkpoint_sigs (
         height INTEGER NOT NULL,
         validator TEXT NOT NULL,
@@ -110,6 +114,18 @@ class _Reads:
 
     def _c(self) -> sqlite3.Connection:
         return self.conn
+
+    def nonce_used(self, signer: str, nonce: str) -> bool:
+        """Whether ``signer`` (its first 8 bytes) already used ``nonce`` on this chain."""
+        return (
+            self._c()
+            .execute(
+                "SELECT 1 FROM nonces WHERE signer = ? AND nonce = ?",
+                (bytes.fromhex(signer[:16]), nonce),
+            )
+            .fetchone()
+            is not None
+        )
 
     def get_state(self, key: str) -> bytes | None:
         row = (
@@ -166,6 +182,12 @@ class BlockWriter(_Reads):
                 (seq, bytes.fromhex(tx_id), height, code, body, b"".join(sigs))
                 for seq, tx_id, height, code, body, sigs in rows
             ),
+        )
+
+    def insert_nonces(self, rows: Iterable[tuple[str, str]]) -> None:
+        self.conn.executemany(
+            "INSERT INTO nonces (signer, nonce) VALUES (?, ?)",
+            ((bytes.fromhex(signer[:16]), nonce) for signer, nonce in rows),
         )
 
     def insert_vin_index(self, rows: Iterable[tuple[str, int]]) -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "TXID",
     "USES",
     "VIN",
+    "keys_of_refs",
     "ref_key",
     "ref_org",
 ]

@@ -329,9 +329,7 @@ class Obj:
         for name in self._required:
             if name not in value:
                 where = _child(path, name)
-                raise InvalidInput(
-                    "missing_field", f"{_where(where)} is required.", field=where
-                )
+                raise InvalidInput("missing_field", f"{_where(where)} is required.", field=where)
         fields = self.fields
         if len(value) > len(self._required):
             unknown = sorted(k for k in value if k not in fields)
