@@ -264,7 +264,7 @@ class Client:
     ) -> Transaction:
         if self.key is None:
             raise InvalidInput("no_key", "This client has no member key to sign with.")
-        body, tx = sign_record(self.chain, type_, payload, [self.key, *co_signers])
+        _, tx = sign_record(self.chain, type_, payload, [self.key, *co_signers])
         assert tx is not None
         return tx
 

@@ -260,50 +260,51 @@ class Ledger:
         leaves = [leaf_input(r.id, proposal.height, proposal.time, r.code) for r in results]
         first_seq = head.log_size
         log = merkle.CompactRange(self._log.size, self._log.hashes)
-        with self.lock, self.store.write_block() as w:
-            w.insert_txs(
-                (first_seq + i, r.id, proposal.height, r.code, r.raw.body, r.raw.signatures)
-                for i, r in enumerate(results)
-            )
-            w.insert_nonces((r.signer, r.nonce) for r in results if r.ok)
-            if fault:
-                fault("after_txs")
-            w.insert_vin_index(
-                (vin, first_seq + i)
-                for i, r in enumerate(results)
-                if r.code == OK
-                for vin in r.vins
-            )
-            changed = w.write_state(executed.writes)
-            if fault:
-                fault("after_state")
-            staged = self._smt.stage(changed, w)
-            nodes: list[tuple[int, int, bytes]] = []
-            for leaf in leaves:
-                nodes.extend(log.append(merkle.leaf_hash(leaf)))
-            w.insert_log_nodes(nodes)
-            w.write_buckets(staged.bucket_rows)
-            header = BlockHeader(
-                chain=self.chain_id,
-                height=proposal.height,
-                prev=head.hash,
-                time=proposal.time,
-                proposer=proposal.proposer,
-                tx_count=len(results),
-                tx_root=tx_root(leaves),
-                state_root=staged.root.hex(),
-                log_size=log.size,
-                log_root=log.root().hex(),
-            )
-            w.insert_block(header.height, header.hash, header.encoded)
-            signature = self._sign(w, header)
-            if fault:
-                fault("before_commit")
-            # Leaving the block commits the SQLite transaction; only then does
-            # memory move to the new height.
-        self._smt.commit(staged)
-        self._log = log
-        self._head = header
+        with self.lock:
+            with self.store.write_block() as w:
+                w.insert_txs(
+                    (first_seq + i, r.id, proposal.height, r.code, r.raw.body, r.raw.signatures)
+                    for i, r in enumerate(results)
+                )
+                w.insert_nonces((r.signer, r.nonce) for r in results if r.ok)
+                if fault:
+                    fault("after_txs")
+                w.insert_vin_index(
+                    (vin, first_seq + i)
+                    for i, r in enumerate(results)
+                    if r.code == OK
+                    for vin in r.vins
+                )
+                changed = w.write_state(executed.writes)
+                if fault:
+                    fault("after_state")
+                staged = self._smt.stage(changed, w)
+                nodes: list[tuple[int, int, bytes]] = []
+                for leaf in leaves:
+                    nodes.extend(log.append(merkle.leaf_hash(leaf)))
+                w.insert_log_nodes(nodes)
+                w.write_buckets(staged.bucket_rows)
+                header = BlockHeader(
+                    chain=self.chain_id,
+                    height=proposal.height,
+                    prev=head.hash,
+                    time=proposal.time,
+                    proposer=proposal.proposer,
+                    tx_count=len(results),
+                    tx_root=tx_root(leaves),
+                    state_root=staged.root.hex(),
+                    log_size=log.size,
+                    log_root=log.root().hex(),
+                )
+                w.insert_block(header.height, header.hash, header.encoded)
+                signature = self._sign(w, header)
+                if fault:
+                    fault("before_commit")
+                # Leaving the block commits the SQLite transaction; only then does
+                # memory move to the new height.
+            self._smt.commit(staged)
+            self._log = log
+            self._head = header
         block = CommittedBlock(header, tuple(results), first_seq, signature)
         for listener in self._listeners:
             listener(block)

@@ -192,11 +192,12 @@ def _fail(message: str, **detail: Any) -> VerificationFailure:
 
 
 def verify_hashed(
-    root: bytes, key_hash: bytes, value_hash: bytes | None, proof: SparseProof
+    root: bytes, hashed_key: bytes, hashed_value: bytes | None, proof: SparseProof
 ) -> None:
-    """Check ``proof`` shows ``key_hash -> value_hash`` (or, with ``None``, its absence).
+    """Check ``proof`` shows ``hashed_key -> hashed_value`` (or, with ``None``, absence).
 
-    Inclusion needs the proof's leaf to be exactly ``(key_hash, value_hash)``. Absence
+    The hashed form of :func:`verify_entry`, for callers that hold only the hashes.
+    Inclusion needs the proof's leaf to be exactly ``(hashed_key, hashed_value)``. Absence
     needs no leaf, or a leaf of another key sharing the key's first ``len(siblings)``
     bits (it then occupies the only place the key could be). Either way the siblings
     folded bottom-up along the key's bits must give ``root``.
@@ -204,27 +205,27 @@ def verify_hashed(
     """
     if not _is_hash(root):
         raise _fail("The state root to verify against is not a 32-byte hash.")
-    if not _is_hash(key_hash) or (value_hash is not None and not _is_hash(value_hash)):
+    if not _is_hash(hashed_key) or (hashed_value is not None and not _is_hash(hashed_value)):
         raise _fail("The key hash and value hash to verify are 32-byte hashes.")
     depth = len(proof.siblings)
     found = proof.leaf
-    if value_hash is not None:
+    if hashed_value is not None:
         if found is None:
             raise _fail(
                 "The proof ends at an empty subtree: it shows the key is absent, not present.",
                 depth=depth,
             )
-        if found[0] != key_hash:
+        if found[0] != hashed_key:
             raise _fail(
                 "The proof ends at another key's leaf: it shows the key is absent, not present.",
                 depth=depth,
             )
-        if found[1] != value_hash:
+        if found[1] != hashed_value:
             raise _fail("The proof holds a different value for this key.", depth=depth)
     elif found is not None:
-        if found[0] == key_hash:
+        if found[0] == hashed_key:
             raise _fail("The proof holds a leaf for this very key, so it is not absent.")
-        diff = int.from_bytes(found[0], "big") ^ int.from_bytes(key_hash, "big")
+        diff = int.from_bytes(found[0], "big") ^ int.from_bytes(hashed_key, "big")
         if diff >> (256 - depth):
             raise _fail(
                 f"The proof's leaf does not share the key's first {depth} bits, "
@@ -232,7 +233,7 @@ def verify_hashed(
                 depth=depth,
             )
     node = EMPTY if found is None else leaf_hash(found[0], found[1])
-    path = int.from_bytes(key_hash, "big")
+    path = int.from_bytes(hashed_key, "big")
     for d in range(depth - 1, -1, -1):
         sibling = proof.siblings[d]
         if (path >> (255 - d)) & 1:

@@ -11,7 +11,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from carledger.errors import Conflict, OrderingError
+from carledger.errors import Conflict, LedgerError, OrderingError
 from carledger.ledger.tx import Transaction
 
 __all__ = ["Mempool"]
@@ -31,9 +31,9 @@ class Mempool:
     def __contains__(self, tx_id: object) -> bool:
         return tx_id in self._txs
 
-    def add_many(self, txs: Sequence[Transaction]) -> list[Exception | None]:
+    def add_many(self, txs: Sequence[Transaction]) -> list[LedgerError | None]:
         """Queue ``txs`` in order; per transaction, None or the error that refused it."""
-        out: list[Exception | None] = []
+        out: list[LedgerError | None] = []
         with self._cond:
             for tx in txs:
                 if tx.id in self._txs:

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -30,7 +30,7 @@ from carledger.ledger.tx import Transaction
 from carledger.node.events import EventHub
 from carledger.node.mempool import Mempool
 
-__all__ = ["Node", "NodeSettings", "Outcome"]
+__all__ = ["Node", "NodeSettings", "Ordering", "Outcome", "SoloOrdering"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,22 @@ class Outcome:
         if self.error is not None:
             out["error"] = self.error.to_problem()
         return out
+
+
+class Ordering(Protocol):
+    """How accepted transactions become blocks (solo here; etcd in a consortium)."""
+
+    def start(self, node: Node) -> None: ...
+
+    def enqueue(self, txs: Sequence[Transaction]) -> list[LedgerError | None]:
+        """Hand checked transactions to ordering; per transaction, None or why refused."""
+        ...
+
+    def pending(self) -> int: ...
+
+    def stop(self) -> None:
+        """Stop; a solo orderer first commits everything it acknowledged."""
+        ...
 
 
 class _Waiter:
@@ -112,75 +128,41 @@ class Node:
         ledger: Ledger,
         settings: NodeSettings | None = None,
         *,
+        ordering: Ordering | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
     ) -> None:
         self.ledger = ledger
         self.settings = settings or NodeSettings()
         self.clock_ms = clock_ms
-        self.mempool = Mempool(self.settings.mempool_capacity)
+        self.ordering: Ordering = ordering or SoloOrdering(self.settings)
         self.events = EventHub()
         self.metrics = Metrics()
         self.metrics.height.set(ledger.height)
         self._waiters: dict[str, list[_Waiter]] = {}
         self._accepted_at: dict[str, float] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.problem: str | None = None
         ledger.on_commit(self._committed)
 
     # -- lifecycle -----------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="block-cutter", daemon=True)
-            self._thread.start()
+        self.ordering.start(self)
 
     def stop(self) -> None:
-        """Stop cutting blocks after committing everything still pending."""
-        self._stop.set()
-        self.mempool.wake()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        while len(self.mempool):
-            self._cut()
+        """Stop ordering; in solo mode every acknowledged transaction is committed first."""
+        self.ordering.stop()
 
-    def _run(self) -> None:
-        interval = self.settings.block_interval_ms / 1000
-        while not self._stop.is_set():
-            pending = self.mempool.wait(self.settings.block_max_txs, interval)
-            if pending == 0 or self._stop.is_set():
-                continue
-            if pending < self.settings.block_max_txs:
-                # Give a burst a moment to fill the block instead of cutting tiny ones.
-                self.mempool.wait(self.settings.block_max_txs, interval)
-            try:
-                self._cut()
-            except LedgerError as exc:
-                self.problem = exc.diagnostics()
-                log.error("block commit failed: %s", exc.diagnostics())
-                self._stop.wait(1.0)
+    def block_time(self) -> str:
+        """The time for the next block: the clock, but never before the head's."""
+        return max(format_time(self.clock_ms()), self.ledger.head.time)
 
-    def _cut(self) -> CommittedBlock | None:
-        batch = self.mempool.take(self.settings.block_max_txs)
-        if not batch:
-            return None
-        head = self.ledger.head
-        when = max(format_time(self.clock_ms()), head.time)
-        proposal = Proposal(
-            head.height + 1,
-            when,
-            self.settings.proposer,
-            tuple(RawTx(t.body, t.signatures) for t in batch),
-        )
+    def commit(
+        self, proposal: Proposal, *, signatures_ok: dict[str, bool] | None = None
+    ) -> CommittedBlock:
+        """Execute and commit an ordered block (waiters, metrics and events follow)."""
         started = time.perf_counter()
-        try:
-            block = self.ledger.apply(proposal, signatures_ok={t.id: True for t in batch})
-        except LedgerError:
-            # Nothing was written; the transactions go back to the front of the queue.
-            self.mempool.requeue(batch)
-            raise
+        block = self.ledger.apply(proposal, signatures_ok=signatures_ok)
         self.problem = None
         self.metrics.block_seconds.observe(time.perf_counter() - started)
         return block
@@ -211,7 +193,7 @@ class Node:
                 f"The signature of {bad[0][:16]}... does not verify over this body.",
                 signer=bad[0],
             )
-        ledger.precheck(tx, max(format_time(self.clock_ms()), ledger.head.time))
+        ledger.precheck(tx, self.block_time())
 
     def submit(
         self, txs: Sequence[Transaction], *, wait: bool = False, timeout: float = 30.0
@@ -237,14 +219,13 @@ class Node:
                     waiter = _Waiter()
                     self._waiters.setdefault(tx.id, []).append(waiter)
                     waiters[tx.id] = waiter
-        refusals = iter(self.mempool.add_many(accepted))
-        self.metrics.mempool.set(len(self.mempool))
+        refusals = iter(self.ordering.enqueue(accepted))
+        self.metrics.mempool.set(self.ordering.pending())
         for outcome in outcomes:
             if outcome.status != "pending":
                 continue
             error = next(refusals)
             if error is not None:
-                assert isinstance(error, LedgerError)
                 outcome.status, outcome.error = "rejected", error
                 self.metrics.rejected.labels(error.code).inc()
                 self._forget(outcome.id, waiters.pop(outcome.id, None))
@@ -280,7 +261,7 @@ class Node:
                     waiter.event.set()
                 self.metrics.committed.labels(result.code).inc()
         self.metrics.height.set(block.header.height)
-        self.metrics.mempool.set(len(self.mempool))
+        self.metrics.mempool.set(self.ordering.pending())
         self.events.publish(block)
 
     def status(self) -> dict[str, Any]:
@@ -291,5 +272,80 @@ class Node:
             "chain": self.ledger.chain_id,
             "height": head.height,
             "block_time": head.time,
-            "mempool": len(self.mempool),
+            "mempool": self.ordering.pending(),
         }
+
+
+class SoloOrdering:
+    """One node orders alone: a bounded mempool and a block cutter thread.
+
+    A block is cut at ``block_max_txs`` pending transactions, or with whatever is
+    pending ``block_interval_ms`` after the first one arrived.
+    """
+
+    def __init__(self, settings: NodeSettings) -> None:
+        self.settings = settings
+        self.mempool = Mempool(settings.mempool_capacity)
+        self._node: Node | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, node: Node) -> None:
+        self._node = node
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="block-cutter", daemon=True)
+            self._thread.start()
+
+    def enqueue(self, txs: Sequence[Transaction]) -> list[LedgerError | None]:
+        return self.mempool.add_many(txs)
+
+    def pending(self) -> int:
+        return len(self.mempool)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.mempool.wake()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        while len(self.mempool):
+            self.cut()
+
+    def _run(self) -> None:
+        interval = self.settings.block_interval_ms / 1000
+        while not self._stop.is_set():
+            pending = self.mempool.wait(self.settings.block_max_txs, interval)
+            if pending == 0 or self._stop.is_set():
+                continue
+            if pending < self.settings.block_max_txs:
+                # Give a burst a moment to fill the block instead of cutting tiny ones.
+                self.mempool.wait(self.settings.block_max_txs, interval)
+            try:
+                self.cut()
+            except LedgerError as exc:
+                assert self._node is not None
+                self._node.problem = exc.diagnostics()
+                log.error("block commit failed: %s", exc.diagnostics())
+                self._stop.wait(1.0)
+
+    def cut(self) -> CommittedBlock | None:
+        """Commit up to ``block_max_txs`` pending transactions as the next block."""
+        node = self._node
+        assert node is not None, "start() first"
+        batch = self.mempool.take(self.settings.block_max_txs)
+        if not batch:
+            return None
+        proposal = Proposal(
+            node.ledger.height + 1,
+            node.block_time(),
+            self.settings.proposer,
+            tuple(RawTx(t.body, t.signatures) for t in batch),
+        )
+        try:
+            # Signatures were verified when each transaction was accepted.
+            return node.commit(proposal, signatures_ok={t.id: True for t in batch})
+        except LedgerError:
+            # Nothing was written; the transactions go back to the front of the queue.
+            self.mempool.requeue(batch)
+            raise

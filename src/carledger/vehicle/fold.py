@@ -161,7 +161,7 @@ def fold(vin: str, state: State | None, record: Record) -> State:
         _add_reading(s, {**reading, "id": record.id, "src": record.type, "n": n, "flags": []})
     apply = _APPLY.get(record.type)
     if apply is not None:
-        apply(s, record, vin, n)
+        apply(s, record)
     s["status"] = queries.derive_status(s)
     return s
 
@@ -312,11 +312,11 @@ def _add_reading(s: State, reading: Entry) -> None:
     s["odometer"] = {**odo, "readings": flag_series(readings, odo["exceptions"])}
 
 
-def _register(s: State, r: Record, vin: str, n: int) -> None:
+def _register(s: State, r: Record) -> None:
     s["birth"] = {**_extract(BIRTH_FIELDS, r.payload), "id": r.id}
 
 
-def _registration(s: State, r: Record, vin: str, n: int) -> None:
+def _registration(s: State, r: Record) -> None:
     p = r.payload
     if "first_registered_on" in p:
         s["first_registered"] = p["first_registered_on"]
@@ -327,15 +327,15 @@ def _registration(s: State, r: Record, vin: str, n: int) -> None:
         _append(s, "uses", {"use": p["use"], "from": p["date"], "id": r.id})
 
 
-def _transfer(s: State, r: Record, vin: str, n: int) -> None:
+def _transfer(s: State, r: Record) -> None:
     _append(s, "owners", {"ref": r.payload["to"], "from": r.payload["date"], "id": r.id, "stock": False})
 
 
-def _scrap(s: State, r: Record, vin: str, n: int) -> None:
+def _scrap(s: State, r: Record) -> None:
     s["scrapped"] = {"on": r.payload["date"], "km": r.payload["odometer_km"], "id": r.id}
 
 
-def _purchase(s: State, r: Record, vin: str, n: int) -> None:
+def _purchase(s: State, r: Record) -> None:
     p = r.payload
     owner = {
         "ref": f"org:{p['dealer']}",
@@ -374,7 +374,7 @@ def _absence(listing: Entry, gate: Entry, back: str | None, entry_id: str | None
     }
 
 
-def _listing_open(s: State, r: Record, vin: str, n: int) -> None:
+def _listing_open(s: State, r: Record) -> None:
     p = r.payload
     held = queries.stock(s)
     s["listing"] = {
@@ -387,11 +387,11 @@ def _listing_open(s: State, r: Record, vin: str, n: int) -> None:
     }
 
 
-def _listing_close(s: State, r: Record, vin: str, n: int) -> None:
+def _listing_close(s: State, r: Record) -> None:
     _close_listing(s, r)
 
 
-def _sale(s: State, r: Record, vin: str, n: int) -> None:
+def _sale(s: State, r: Record) -> None:
     p = r.payload
     _close_listing(s, r)
     inspection = queries.current_inspection(s)
@@ -405,8 +405,8 @@ def _sale(s: State, r: Record, vin: str, n: int) -> None:
     _append(s, "owners", {"ref": p["buyer_ref"], "from": p["date"], "id": r.id, "stock": False})
 
 
-def _gate(inside: bool) -> Callable[[State, Record, str, int], None]:
-    def apply(s: State, r: Record, vin: str, n: int) -> None:
+def _gate(inside: bool) -> Callable[[State, Record], None]:
+    def apply(s: State, r: Record) -> None:
         p = r.payload
         last, listing = s["gate"], s["listing"]
         if (
@@ -430,16 +430,16 @@ def _gate(inside: bool) -> Callable[[State, Record, str, int], None]:
     return apply
 
 
-def _inspection(s: State, r: Record, vin: str, n: int) -> None:
+def _inspection(s: State, r: Record) -> None:
     _append(s, "inspections", {**_extract(INSPECTION_FIELDS, r.payload), "id": r.id})
 
 
-def _accident(s: State, r: Record, vin: str, n: int) -> None:
+def _accident(s: State, r: Record) -> None:
     entry = {**_ACCIDENT_DEFAULTS, **_extract(ACCIDENT_FIELDS, r.payload)}
     _append(s, "accidents", {**entry, "src": r.type, "id": r.id})
 
 
-def _part_install(s: State, r: Record, vin: str, n: int) -> None:
+def _part_install(s: State, r: Record) -> None:
     p = r.payload
     part = {
         "part_no": p["part_no"],
@@ -451,61 +451,62 @@ def _part_install(s: State, r: Record, vin: str, n: int) -> None:
     s["parts"] = {**s["parts"], p["serial"]: part}
 
 
-def _part_remove(s: State, r: Record, vin: str, n: int) -> None:
+def _part_remove(s: State, r: Record) -> None:
     s["parts"] = {k: v for k, v in s["parts"].items() if k != r.payload["serial"]}
 
 
-def _recall_issue(s: State, r: Record, vin: str, n: int) -> None:
+def _recall_issue(s: State, r: Record) -> None:
     p = r.payload
     recall = {"title": p["title"], "on": p["date"], "id": r.id, "done": None}
     s["recalls"] = {**s["recalls"], p["campaign"]: recall}
 
 
-def _recall_complete(s: State, r: Record, vin: str, n: int) -> None:
+def _recall_complete(s: State, r: Record) -> None:
     p = r.payload
     recall = s["recalls"][p["campaign"]]
     done = {"on": p["date"], "id": r.id}
     s["recalls"] = {**s["recalls"], p["campaign"]: {**recall, "done": done}}
 
 
-def _battery(s: State, r: Record, vin: str, n: int) -> None:
+def _battery(s: State, r: Record) -> None:
     entry = {"cycles": None, **_extract(BATTERY_FIELDS, r.payload), "id": r.id}
     _append(s, "battery", entry)
 
 
-def _lien_register(s: State, r: Record, vin: str, n: int) -> None:
+def _lien_register(s: State, r: Record) -> None:
     p = r.payload
     lien = {**_extract(LIEN_FIELDS, p), "creditor": p["creditor"], "id": r.id, "released": None}
     s["liens"] = {**s["liens"], p["lien_id"]: lien}
 
 
-def _lien_release(s: State, r: Record, vin: str, n: int) -> None:
+def _lien_release(s: State, r: Record) -> None:
     p = r.payload
     lien = s["liens"][p["lien_id"]]
     released = {"on": p["date"], "id": r.id}
     s["liens"] = {**s["liens"], p["lien_id"]: {**lien, "released": released}}
 
 
-def _theft_report(s: State, r: Record, vin: str, n: int) -> None:
+def _theft_report(s: State, r: Record) -> None:
     _append(s, "thefts", {"on": r.payload["date"], "id": r.id, "recovered": None})
 
 
-def _theft_recover(s: State, r: Record, vin: str, n: int) -> None:
+def _theft_recover(s: State, r: Record) -> None:
     _replace_last_open(s, "thefts", "recovered", {"on": r.payload["date"], "id": r.id})
 
 
-def _usage_start(s: State, r: Record, vin: str, n: int) -> None:
+def _usage_start(s: State, r: Record) -> None:
     p = r.payload
     usage = {"kind": p["kind"], "firm": p["firm"], "from": p["date"], "id": r.id, "end": None}
     _append(s, "usage", usage)
 
 
-def _usage_end(s: State, r: Record, vin: str, n: int) -> None:
+def _usage_end(s: State, r: Record) -> None:
     _replace_last_open(s, "usage", "end", {"on": r.payload["date"], "id": r.id})
 
 
-def _exception(s: State, r: Record, vin: str, n: int) -> None:
+def _exception(s: State, r: Record) -> None:
     p = r.payload
+    n = s["records"] - 1
     odo = s["odometer"]
     old = {"on": p["date"], "km": p["old_km"], "id": r.id, "src": r.type, "n": n, "flags": []}
     exc = {"on": p["date"], "old": p["old_km"], "new": p["new_km"], "id": r.id, "n": n}
@@ -569,7 +570,7 @@ def _map_list(items: list[Entry], fn: Callable[[Entry], Entry]) -> list[Entry]:
     return new if any(a is not b for a, b in zip(new, items, strict=True)) else items
 
 
-def _correct(s: State, r: Record, vin: str, n: int) -> None:
+def _correct(s: State, r: Record) -> None:
     target, fields = r.payload["target"], r.payload["fields"]
     log = s["log"]
     ttype = log[target]["type"]
@@ -591,14 +592,14 @@ def _correct(s: State, r: Record, vin: str, n: int) -> None:
     _restatus(s, target)
 
 
-def _dispute(s: State, r: Record, vin: str, n: int) -> None:
+def _dispute(s: State, r: Record) -> None:
     target = r.payload["target"]
     dispute = {"target": target, "status": "open", "resolution": None}
     s["disputes"] = {**s["disputes"], r.id: dispute}
     _restatus(s, target)
 
 
-def _resolve(s: State, r: Record, vin: str, n: int) -> None:
+def _resolve(s: State, r: Record) -> None:
     p = r.payload
     dispute = s["disputes"][p["dispute"]]
     s["disputes"] = {
@@ -645,7 +646,7 @@ def _void(s: State, target: str) -> None:
         _restatus(s, corrected)
 
 
-_APPLY: dict[str, Callable[[State, Record, str, int], None]] = {
+_APPLY: dict[str, Callable[[State, Record], None]] = {
     "vehicle.register": _register,
     "registration.record": _registration,
     "ownership.transfer": _transfer,

@@ -35,6 +35,7 @@ __all__ = [
     "OUTER_1",
     "OUTER_2",
     "PANEL_CODES",
+    "TRANSMISSIONS",
     "derive",
 ]
 
@@ -110,6 +111,7 @@ def derive(panels: Mapping[str, list[str]]) -> dict[str, Any]:
     }
 
 
+TRANSMISSIONS = Enum("automatic", "manual", "cvt", "dct", "single_speed", "other")
 GOOD_BAD = Enum("good", "bad")
 LEAK = Enum("none", "seep", "leak")
 LEVEL = Enum("ok", "low")
@@ -123,7 +125,7 @@ _HEADER = Obj(
         "first_registered_on": opt(DATE),
         "valid_from": DATE,
         "valid_until": DATE,
-        "transmission": Enum("automatic", "manual", "cvt", "dct", "single_speed", "other"),
+        "transmission": TRANSMISSIONS,
         "fuel": FUELS,
         "engine_type": Str(1, 32),
         "warranty_type": Enum("self", "insurer"),
