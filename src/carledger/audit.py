@@ -218,7 +218,7 @@ def _rows(conn: sqlite3.Connection, sql: str) -> Iterator[tuple[object, ...]]:
 
 _TABLES = [
     ("blocks", "SELECT height, hash, header FROM blocks ORDER BY height"),
-    ("txs", "SELECT seq, id, height, code, body, sigs FROM txs ORDER BY seq"),
+    ("txs", "SELECT seq, id, height, code, auth, body, sigs FROM txs ORDER BY seq"),
     ("state", "SELECT key_hash, key, value, value_hash FROM state ORDER BY key_hash"),
     ("vin_index", "SELECT vin, seq FROM vin_index ORDER BY vin, seq"),
     ("nonces", "SELECT signer, nonce FROM nonces ORDER BY signer, nonce"),

@@ -6,7 +6,7 @@ so a buyer's phone, a lender's back office or an auditor can run it alone.
 
 What :func:`verify_report` checks, in order, each failure with its own code:
 
-1. the report's shape and chain (``report_malformed``, ``wrong_chain``);
+1. the report's shape and chain (``report_malformed``, ``report_chain_mismatch``);
 2. the checkpoint: signed by a quorum of the genesis validators
    (``checkpoint_not_certified``), not older than the caller allows
    (``checkpoint_too_old``), and the block header hashes to it (``header_mismatch``);
@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +45,8 @@ from carledger.ledger.block import (
 )
 from carledger.ledger.genesis import Genesis, checkpoint_quorum
 from carledger.ledger.tx import Transaction
-from carledger.vehicle import report_support
+from carledger.report.summary import summary as summarise
+from carledger.vehicle import fold as vehicle_fold
 
 __all__ = ["REPORT_FORMAT", "VerifiedReport", "verify_report"]
 
@@ -104,7 +106,7 @@ def verify_report(
     vin = _need(report, "vin", str)
     if report.get("chain") != genesis.chain_id:
         raise _fail(
-            "wrong_chain",
+            "report_chain_mismatch",
             f"The report is for chain {report.get('chain')!r}; the genesis is for "
             f"{genesis.chain_id!r}.",
         )
@@ -121,7 +123,7 @@ def verify_report(
     except InvalidInput as exc:
         raise _fail("report_malformed", exc.message) from exc
     if checkpoint.chain != genesis.chain_id:
-        raise _fail("wrong_chain", "The checkpoint is for another chain.")
+        raise _fail("report_chain_mismatch", "The checkpoint is for another chain.")
     keys = genesis.validator_keys()
     checkpoint.verify_certified(signatures, keys, checkpoint_quorum(len(keys)))
     if header.hash != checkpoint.block_hash or header.checkpoint() != checkpoint:
@@ -167,7 +169,7 @@ def verify_report(
         except LedgerError as exc:
             raise _fail("report_malformed", f"{where} is not a transaction: {exc.message}") from exc
         if tx.chain != genesis.chain_id:
-            raise _fail("wrong_chain", f"{where} is for another chain.")
+            raise _fail("report_chain_mismatch", f"{where} is for another chain.")
         if tx.bad_signers():
             raise _fail(
                 "record_signature_invalid",
@@ -191,9 +193,11 @@ def verify_report(
         if height > header.height:
             raise _fail("report_malformed", f"{where} claims a height after the checkpoint.")
         # 5. the per-VIN chain
-        named = report_support.prev_for(tx.payload, vin)
-        if named is report_support.NOT_ABOUT_VIN:
-            raise _fail("vin_mismatch", f"{where} is not a record about {vin}.")
+        record = vehicle_fold.Record(tx.id, tx.type, tx.payload, tx.signers, height, time)
+        try:
+            named = vehicle_fold.named_prev(vin, record)
+        except VerificationFailure as exc:
+            raise _fail("vin_mismatch", f"{where} is not a record about {vin}.") from exc
         if named != prev_id:
             raise _fail(
                 "chain_broken",
@@ -204,16 +208,20 @@ def verify_report(
             )
         prev_id = tx.id
         signers.update(tx.signers)
-        folded = report_support.fold(
-            folded, report_support.Record(tx.id, tx.type, tx.payload, tx.signers, height, time)
-        )
+        folded = vehicle_fold.fold(vin, folded, record)
 
     # completeness and state equality
     if value is None:
         if records:
             raise _fail("report_incomplete", f"The state proves {vin} has no records.")
     else:
-        committed = report_support.head_of(value)
+        try:
+            proven = json.loads(value)
+            committed = (proven["head"], proven["records"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _fail(
+                "report_malformed", "The proven state entry is not a vehicle state."
+            ) from exc
         if committed != (prev_id, len(records)):
             raise _fail(
                 "report_incomplete",
@@ -227,7 +235,7 @@ def verify_report(
                 "The vehicle state recomputed from the records differs from the proven state.",
             )
     # 6. the summary a person reads
-    expected = report_support.summary(folded, header.time)
+    expected = summarise(folded, header.time)
     if canonical.encode(report.get("summary")) != canonical.encode(expected):
         raise _fail(
             "summary_mismatch",

@@ -69,9 +69,7 @@ _scalars = st.one_of(
 )
 _plain = st.recursive(
     _scalars,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=5), st.dictionaries(_text, inner, max_size=6)
-    ),
+    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(_text, inner, max_size=6)),
     max_leaves=40,
 )
 
@@ -96,8 +94,10 @@ def test_astral_key_sorts_before_high_bmp_key() -> None:
 
 
 def test_control_characters_are_escaped_as_rfc8785_says() -> None:
-    value = {"s": "\b\t\n\f\r\x00\x1f\x7f\"\\/\u2028"}
-    assert canonical.encode(value) == b'{"s":"\\b\\t\\n\\f\\r\\u0000\\u001f\x7f\\"\\\\/\xe2\x80\xa8"}'
+    value = {"s": '\b\t\n\f\r\x00\x1f\x7f"\\/\u2028'}
+    assert (
+        canonical.encode(value) == b'{"s":"\\b\\t\\n\\f\\r\\u0000\\u001f\x7f\\"\\\\/\xe2\x80\xa8"}'
+    )
 
 
 def test_deep_values_take_the_general_path_with_the_same_result() -> None:

@@ -154,10 +154,8 @@ _INVALID: list[tuple[str, Edit, tuple[str, ...]]] = [
     ("market-gated-not-bool", _set("markets.0.gated", 1), ("markets[0].gated",)),
     ("policy-not-object", _set("policy", [2, 3]), ("policy",)),
     ("admission-zero", _set("policy.org_admission", {"num": 0, "den": 3}), ("org_admission",)),
-    ("admission-over-one", _set("policy.org_admission", {"num": 4, "den": 3}),
-     ("org_admission",)),
-    ("admission-bool", _set("policy.org_admission", {"num": True, "den": 3}),
-     ("org_admission",)),
+    ("admission-over-one", _set("policy.org_admission", {"num": 4, "den": 3}), ("org_admission",)),
+    ("admission-bool", _set("policy.org_admission", {"num": True, "den": 3}), ("org_admission",)),
     ("admission-missing-den", _set("policy.org_admission", {"num": 1}), ("org_admission",)),
 ]
 

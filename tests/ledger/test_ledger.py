@@ -36,8 +36,14 @@ GENESIS_DOC: dict[str, Any] = {
     "format": "carledger.genesis.v1",
     "chain_id": "test-chain",
     "created": "2026-01-01T00:00:00Z",
-    "orgs": [{"id": "city", "name": "City", "roles": ["registry", "dealer"],
-              "admins": [ADMIN.public_hex]}],
+    "orgs": [
+        {
+            "id": "city",
+            "name": "City",
+            "roles": ["registry", "dealer"],
+            "admins": [ADMIN.public_hex],
+        }
+    ],
     "validators": [{"id": "node-1", "org": "city", "key": NODE.public_hex}],
 }
 GENESIS = Genesis.from_dict(GENESIS_DOC)
@@ -49,10 +55,17 @@ def member_key(n: int) -> SigningKey:
 
 def enrol(n: int, *, chain: str = "test-chain", nonce: str | None = None) -> Transaction:
     body = build_body(
-        chain=chain, type="member.enrol",
-        payload={"key": member_key(n).public_hex, "org": "city", "member": f"m{n}",
-                 "roles": ["dealer"]},
-        signers=[ADMIN.public_hex], created="2026-01-01T00:00:00Z", nonce=nonce or f"e{n}",
+        chain=chain,
+        type="member.enrol",
+        payload={
+            "key": member_key(n).public_hex,
+            "org": "city",
+            "member": f"m{n}",
+            "roles": ["dealer"],
+        },
+        signers=[ADMIN.public_hex],
+        created="2026-01-01T00:00:00Z",
+        nonce=nonce or f"e{n}",
     )
     return sign(body, [ADMIN])
 
@@ -68,8 +81,9 @@ def open_ledger(path: Path, genesis: Genesis = GENESIS) -> Ledger:
 
 def proposal(height: int, *txs: Transaction | RawTx, second: int | None = None) -> Proposal:
     time = format_time(T0 + 1000 * (second if second is not None else height))
-    return Proposal(height, time, "node-1", tuple(t if isinstance(t, RawTx) else raw(t)
-                                                    for t in txs))
+    return Proposal(
+        height, time, "node-1", tuple(t if isinstance(t, RawTx) else raw(t) for t in txs)
+    )
 
 
 @pytest.fixture
@@ -127,6 +141,22 @@ def test_an_invalid_copy_earlier_in_the_same_block_does_not_burn_the_id(ledger: 
     assert codes(block) == ["bad_signature", "ok"]
 
 
+def test_a_first_signer_uses_a_nonce_once(ledger: Ledger) -> None:
+    assert codes(ledger.apply(proposal(1, enrol(1, nonce="a")))) == ["ok"]
+    # A different record (another id) with the same first signer and nonce.
+    assert codes(ledger.apply(proposal(2, enrol(2, nonce="a")))) == ["duplicate_nonce"]
+    assert ledger.state(f"member/{member_key(2).public_hex}") is None
+    # Within one block too.
+    block = ledger.apply(proposal(3, enrol(3, nonce="c"), enrol(4, nonce="c")))
+    assert codes(block) == ["ok", "duplicate_nonce"]
+
+
+def test_a_refused_record_does_not_use_up_its_nonce(ledger: Ledger) -> None:
+    ledger.apply(proposal(1, enrol(1, nonce="a")))
+    assert codes(ledger.apply(proposal(2, enrol(1, nonce="b")))) == ["member_exists"]
+    assert codes(ledger.apply(proposal(3, enrol(2, nonce="b")))) == ["ok"]
+
+
 def test_wrong_chain(ledger: Ledger) -> None:
     other = enrol(1, chain="other-chain")
     other.verify_signatures()  # correctly signed, just for another chain
@@ -135,8 +165,14 @@ def test_wrong_chain(ledger: Ledger) -> None:
 
 
 def test_unknown_type(ledger: Ledger) -> None:
-    body = build_body(chain="test-chain", type="vehicle.teleport", payload={"vin": "X"},
-                      signers=[ADMIN.public_hex], created="2026-01-01T00:00:00Z", nonce="t")
+    body = build_body(
+        chain="test-chain",
+        type="vehicle.teleport",
+        payload={"vin": "X"},
+        signers=[ADMIN.public_hex],
+        created="2026-01-01T00:00:00Z",
+        nonce="t",
+    )
     assert codes(ledger.apply(proposal(1, sign(body, [ADMIN])))) == ["unknown_type"]
 
 
@@ -145,7 +181,8 @@ def test_malformed_bodies_stay_in_the_block_with_their_code(ledger: Ledger) -> N
     block = ledger.apply(proposal(1, RawTx(b"not json", ()), RawTx(b'{"a":1.5}', ()), good))
     assert codes(block) == ["invalid_json", "float_not_allowed", "ok"]
     assert [r.id for r in block.results][:2] == [
-        hashlib.sha256(b"not json").hexdigest(), hashlib.sha256(b'{"a":1.5}').hexdigest()
+        hashlib.sha256(b"not json").hexdigest(),
+        hashlib.sha256(b'{"a":1.5}').hexdigest(),
     ]
 
 
@@ -158,13 +195,15 @@ def test_a_huge_integer_in_a_body_does_not_halt_the_chain(ledger: Ledger) -> Non
     assert codes(block) == ["integer_out_of_range", "ok"]
 
 
-# --- headers ---------------------------------------------------------------------------------------
+# --- headers ---------------------------------------------------------------------------
 
 
 def test_header_fields_and_roots(ledger: Ledger) -> None:
     genesis_header = ledger.head
     assert (genesis_header.height, genesis_header.prev, genesis_header.log_size) == (
-        0, GENESIS.hash, 0,
+        0,
+        GENESIS.hash,
+        0,
     )
     assert genesis_header.tx_root == genesis_header.log_root == hashlib.sha256(b"").hexdigest()
 
@@ -182,13 +221,14 @@ def test_header_fields_and_roots(ledger: Ledger) -> None:
         # Leaf input: id, height (8 bytes BE), block time in Unix ms (8 bytes BE), code.
         ms = _unix_ms(p.time)
         leaves = [
-            bytes.fromhex(r.id) + p.height.to_bytes(8, "big") + ms.to_bytes(8, "big")
+            bytes.fromhex(r.id)
+            + p.height.to_bytes(8, "big")
+            + ms.to_bytes(8, "big")
             + r.code.encode("ascii")
             for r in block.results
         ]
         all_leaves += leaves
-        assert (h.chain, h.height, h.time, h.proposer) == ("test-chain", p.height, p.time,
-                                                           "node-1")
+        assert (h.chain, h.height, h.time, h.proposer) == ("test-chain", p.height, p.time, "node-1")
         assert h.prev == prev.hash
         assert h.tx_count == len(p.txs)
         assert h.log_size == len(all_leaves)
@@ -232,8 +272,7 @@ def test_wrong_height(ledger: Ledger) -> None:
 
 
 def test_same_proposals_same_state_root(tmp_path: Path) -> None:
-    proposals = [proposal(1, enrol(1), enrol(2)), proposal(2, enrol(3), enrol(1)),
-                 proposal(3)]
+    proposals = [proposal(1, enrol(1), enrol(2)), proposal(2, enrol(3), enrol(1)), proposal(3)]
     a, b = open_ledger(tmp_path / "a.db"), open_ledger(tmp_path / "b.db")
     genesis_root = a.head.state_root
     headers_a = [a.apply(p).header for p in proposals]
@@ -328,7 +367,7 @@ _CHILD = textwrap.dedent(
     from carledger.ledger.tx import build_body, sign
     from carledger.store.sqlite import SQLiteStore
 
-    db, genesis_path, admin_seed, node_seed, per_block = sys.argv[1:6]
+    db, genesis_path, admin_seed, node_seed, per_block, t0 = sys.argv[1:7]
     admin, node = SigningKey(bytes.fromhex(admin_seed)), SigningKey(bytes.fromhex(node_seed))
     genesis = Genesis.load(Path(genesis_path))
     ledger = Ledger(SQLiteStore.open(db), genesis, build_registry(genesis),
@@ -345,10 +384,9 @@ _CHILD = textwrap.dedent(
                 signers=[admin.public_hex], created="2026-01-01T00:00:00Z", nonce=f"c{n}")
             tx = sign(body, [admin])
             txs.append(RawTx(tx.body, tx.signatures))
-        ledger.apply(Proposal(height, format_time(%d + height * 1000), "node-1", tuple(txs)))
+        ledger.apply(Proposal(height, format_time(int(t0) + height * 1000), "node-1", tuple(txs)))
         print(height, flush=True)
     """
-    % T0
 )
 
 
@@ -361,9 +399,20 @@ def test_sigkill_while_committing_blocks(tmp_path: Path) -> None:
     db = tmp_path / "ledger.db"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
     child = subprocess.Popen(
-        [sys.executable, str(script), str(db), str(genesis_path), ADMIN.seed().hex(),
-         NODE.seed().hex(), str(per_block)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            str(script),
+            str(db),
+            str(genesis_path),
+            ADMIN.seed().hex(),
+            NODE.seed().hex(),
+            str(per_block),
+            str(T0),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     committed: list[int] = []
     try:

@@ -45,8 +45,9 @@ def _validate_note(payload: dict[str, Any]) -> None:
 def _note(state: StateView, tx: TxContext, ctx: BlockContext) -> Effects:
     del state
     tx.require_role("dealer")
-    return Effects(writes={f"note/{tx.payload['name']}": {"text": tx.payload["text"],
-                                                          "height": ctx.height}})
+    return Effects(
+        writes={f"note/{tx.payload['name']}": {"text": tx.payload["text"], "height": ctx.height}}
+    )
 
 
 NOTE = Contract("test.note", _validate_note, _note, "Test record: a dealer writes a note.")
@@ -58,12 +59,24 @@ def genesis_doc() -> dict[str, Any]:
         "chain_id": "test-chain",
         "created": "2026-01-01T00:00:00Z",
         "orgs": [
-            {"id": "city", "name": "City", "roles": ["registry", "dealer"],
-             "admins": [CITY.public_hex, CITY2.public_hex]},
-            {"id": "dealers", "name": "Dealers", "roles": ["dealer", "market_operator"],
-             "admins": [DEALERS.public_hex]},
-            {"id": "insure", "name": "Insurer", "roles": ["insurer"],
-             "admins": [INSURE.public_hex]},
+            {
+                "id": "city",
+                "name": "City",
+                "roles": ["registry", "dealer"],
+                "admins": [CITY.public_hex, CITY2.public_hex],
+            },
+            {
+                "id": "dealers",
+                "name": "Dealers",
+                "roles": ["dealer", "market_operator"],
+                "admins": [DEALERS.public_hex],
+            },
+            {
+                "id": "insure",
+                "name": "Insurer",
+                "roles": ["insurer"],
+                "admins": [INSURE.public_hex],
+            },
         ],
         "validators": [{"id": "node-1", "org": "city", "key": NODE.public_hex}],
     }
@@ -76,7 +89,9 @@ class Chain:
         self.genesis = Genesis.from_dict(genesis_doc())
         self.store = SQLiteStore.open(path / "ledger.db")
         self.ledger = Ledger(
-            self.store, self.genesis, build_registry(self.genesis, [NOTE]),
+            self.store,
+            self.genesis,
+            build_registry(self.genesis, [NOTE]),
             NodeIdentity("node-1", NODE),
         )
         self._nonce = itertools.count()
@@ -84,17 +99,26 @@ class Chain:
 
     def tx(self, type_: str, payload: dict[str, Any], *keys: SigningKey) -> Transaction:
         body = build_body(
-            chain="test-chain", type=type_, payload=payload,
-            signers=[k.public_hex for k in keys], created="2026-01-01T00:00:00Z",
+            chain="test-chain",
+            type=type_,
+            payload=payload,
+            signers=[k.public_hex for k in keys],
+            created="2026-01-01T00:00:00Z",
             nonce=f"n{next(self._nonce)}",
         )
         return sign(body, list(keys))
 
     def block(self, *txs: Transaction, date: str | None = None) -> list[TxResult]:
         second = next(self._second)
-        time = f"{date}T00:00:00.000Z" if date else f"2026-01-01T00:{second // 60:02d}:{second % 60:02d}.000Z"
+        time = (
+            f"{date}T00:00:00.000Z"
+            if date
+            else f"2026-01-01T00:{second // 60:02d}:{second % 60:02d}.000Z"
+        )
         proposal = Proposal(
-            self.ledger.height + 1, time, "node-1",
+            self.ledger.height + 1,
+            time,
+            "node-1",
             tuple(RawTx(t.body, t.signatures) for t in txs),
         )
         return list(self.ledger.apply(proposal).results)
@@ -103,10 +127,16 @@ class Chain:
         [result] = self.block(tx, date=date)
         return result.code
 
-    def enrol(self, admin: SigningKey, member: SigningKey, org: str, roles: list[str],
-              **extra: Any) -> Transaction:
-        payload = {"key": member.public_hex, "org": org, "member": f"m-{member.public_hex[:8]}",
-                   "roles": roles, **extra}
+    def enrol(
+        self, admin: SigningKey, member: SigningKey, org: str, roles: list[str], **extra: Any
+    ) -> Transaction:
+        payload = {
+            "key": member.public_hex,
+            "org": org,
+            "member": f"m-{member.public_hex[:8]}",
+            "roles": roles,
+            **extra,
+        }
         return self.tx("member.enrol", payload, admin)
 
     def note(self, signer: SigningKey, name: str) -> Transaction:
@@ -132,8 +162,7 @@ def test_enrol_by_the_orgs_admin(chain: Chain) -> None:
     assert entry["org"] == "dealers" and entry["roles"] == ["dealer"]
     assert entry["status"] == "active" and entry["since"] == 1
     assert chain.one(chain.note(DEALER, "first")) == "ok"
-    assert chain.ledger.state("note/first") == {"text": f"by {DEALER.public_hex[:8]}",
-                                               "height": 2}
+    assert chain.ledger.state("note/first") == {"text": f"by {DEALER.public_hex[:8]}", "height": 2}
 
 
 def test_enrol_by_another_orgs_admin_is_refused(chain: Chain) -> None:
@@ -164,18 +193,30 @@ def test_enrol_an_existing_key(chain: Chain) -> None:
     ("payload", "code"),
     [
         ({"org": "dealers", "member": "m", "roles": ["dealer"]}, "missing_field"),
-        ({"key": "not-a-key", "org": "dealers", "member": "m", "roles": ["dealer"]},
-         "invalid_public_key"),
+        (
+            {"key": "not-a-key", "org": "dealers", "member": "m", "roles": ["dealer"]},
+            "invalid_public_key",
+        ),
         ({"org": "dealers", "member": "m", "roles": ["admin"]}, "invalid_roles"),
         ({"org": "dealers", "member": "m", "roles": ["wizard"]}, "unknown_role"),
         ({"org": "dealers", "member": "m", "roles": []}, "invalid_roles"),
-        ({"org": "dealers", "member": "m", "roles": ["dealer"], "valid_until": "2026-13-01"},
-         "invalid_date"),
+        (
+            {"org": "dealers", "member": "m", "roles": ["dealer"], "valid_until": "2026-13-01"},
+            "invalid_date",
+        ),
         ({"org": "dealers", "member": "m", "roles": ["dealer"], "boss": True}, "unknown_field"),
         ({"org": "nowhere", "member": "m", "roles": ["dealer"]}, "unknown_org"),
     ],
-    ids=["no-key", "bad-key", "admin-role", "unknown-role", "no-roles", "bad-date",
-         "unknown-field", "unknown-org"],
+    ids=[
+        "no-key",
+        "bad-key",
+        "admin-role",
+        "unknown-role",
+        "no-roles",
+        "bad-date",
+        "unknown-field",
+        "unknown-org",
+    ],
 )
 def test_enrol_payload_refused(chain: Chain, payload: dict[str, Any], code: str) -> None:
     if "key" not in payload and code != "missing_field":
@@ -250,10 +291,15 @@ def test_key_rotation(chain: Chain) -> None:
 
     old_entry, new_entry = chain.member(DEALER), chain.member(new)
     assert (old_entry["status"], old_entry["replaced_by"], old_entry["until"]) == (
-        "rotated", new.public_hex, 2,
+        "rotated",
+        new.public_hex,
+        2,
     )
     assert (new_entry["status"], new_entry["org"], new_entry["roles"], new_entry["since"]) == (
-        "active", "dealers", ["dealer"], 2,
+        "active",
+        "dealers",
+        ["dealer"],
+        2,
     )
     assert chain.one(chain.note(DEALER, "old")) == "signer_revoked"
     assert chain.one(chain.note(new, "new")) == "ok"
@@ -300,8 +346,12 @@ NEW_ADMIN = key("lender-admin")
 
 
 def _admit(chain: Chain, *signers: SigningKey) -> Transaction:
-    payload = {"id": "lender", "name": "A Lender", "roles": ["lender", "dealer"],
-               "admins": [NEW_ADMIN.public_hex]}
+    payload = {
+        "id": "lender",
+        "name": "A Lender",
+        "roles": ["lender", "dealer"],
+        "admins": [NEW_ADMIN.public_hex],
+    }
     return chain.tx("org.admit", payload, *signers)
 
 
@@ -316,8 +366,12 @@ def test_org_admit_needs_a_quorum_of_orgs(chain: Chain) -> None:
 def test_org_admit_with_a_quorum(chain: Chain) -> None:
     assert chain.one(_admit(chain, CITY, INSURE)) == "ok"  # height 1
     org = chain.ledger.state("org/lender")
-    assert org == {"name": "A Lender", "roles": ["dealer", "lender"],
-                   "admins": [NEW_ADMIN.public_hex], "admitted_at": 1}
+    assert org == {
+        "name": "A Lender",
+        "roles": ["dealer", "lender"],
+        "admins": [NEW_ADMIN.public_hex],
+        "admitted_at": 1,
+    }
     assert chain.ledger.state("orgs")["ids"] == ["city", "dealers", "insure", "lender"]
     assert chain.one(chain.enrol(NEW_ADMIN, DEALER, "lender", ["lender"])) == "ok"
     assert chain.member(DEALER)["org"] == "lender"
@@ -329,8 +383,9 @@ def test_org_admit_with_a_quorum(chain: Chain) -> None:
 def test_validator_add_takes_effect_from_the_next_height(chain: Chain) -> None:
     assert chain.ledger.validator_keys() == {"node-1": NODE.public_hex}
     assert chain.ledger.quorum() == 1
-    add = chain.tx("validator.add", {"id": "node-2", "org": "dealers", "key": NODE2.public_hex},
-                   CITY, DEALERS)
+    add = chain.tx(
+        "validator.add", {"id": "node-2", "org": "dealers", "key": NODE2.public_hex}, CITY, DEALERS
+    )
     assert chain.one(add) == "ok"  # height 1
     nodes = chain.ledger.state("validators")["nodes"]
     assert nodes[-1] == {"id": "node-2", "org": "dealers", "key": NODE2.public_hex, "since": 2}
@@ -343,9 +398,11 @@ def test_validator_add_takes_effect_from_the_next_height(chain: Chain) -> None:
 
 
 def test_validator_add_needs_a_quorum(chain: Chain) -> None:
-    add = chain.tx("validator.add", {"id": "node-2", "org": "dealers", "key": NODE2.public_hex},
-                   DEALERS)
+    add = chain.tx(
+        "validator.add", {"id": "node-2", "org": "dealers", "key": NODE2.public_hex}, DEALERS
+    )
     assert chain.one(add) == "quorum_not_met"
-    dup = chain.tx("validator.add", {"id": "node-1", "org": "city", "key": NODE2.public_hex},
-                   CITY, DEALERS)
+    dup = chain.tx(
+        "validator.add", {"id": "node-1", "org": "city", "key": NODE2.public_hex}, CITY, DEALERS
+    )
     assert chain.one(dup) == "validator_exists"

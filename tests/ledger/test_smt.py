@@ -406,6 +406,7 @@ H = sha(b"h")
         [(0, bytearray(H), 2)],
         [("0", H, 2)],
         [(1, H, 2), (1, H, 1)],
+        [(0, H)],
     ],
 )
 def test_load_buckets_refuses_malformed_rows(rows: list[Any]) -> None:

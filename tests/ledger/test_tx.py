@@ -124,9 +124,14 @@ def test_build_body_refuses_floats() -> None:
 
 
 def test_body_is_kept_as_received() -> None:
-    tx = signed(envelope(), [ALICE])
-    assert Transaction.from_body(tx.body, tx.signatures).body is not None
-    assert Transaction.from_wire(tx.to_wire()).body == body_of(envelope())
+    # Korean text and an astral character: the bytes in, the bytes out, the same id.
+    body = body_of(envelope(payload={"note": "장안평 \U0001f697", "km": 0}))
+    wire = {"body": base64.b64encode(body).decode(), "signatures": [ALICE.sign(body).hex()]}
+    tx = Transaction.from_wire(wire)
+    assert tx.body == body
+    assert tx.to_wire() == wire
+    assert tx.id == hashlib.sha256(body).hexdigest()
+    assert tx.payload == {"note": "장안평 \U0001f697", "km": 0}
 
 
 # --- envelope errors ------------------------------------------------------------------------
@@ -150,8 +155,12 @@ _ENVELOPE_CASES: list[tuple[str, bytes, int, str]] = [
         "float_not_allowed",
     ),
     ("exponent-in-payload", _GOOD.replace(b"18500000", b"1.85e7"), 1, "float_not_allowed"),
-    ("big-int-in-payload", _GOOD.replace(b"18500000", b"9007199254740992"), 1,
-     "integer_out_of_range"),
+    (
+        "big-int-in-payload",
+        _GOOD.replace(b"18500000", b"9007199254740992"),
+        1,
+        "integer_out_of_range",
+    ),
     ("duplicate-key", _GOOD.replace(b'{"chain"', b'{"chain":"x","chain"'), 1, "duplicate_key"),
     ("invalid-utf8", _GOOD.replace("무사고".encode(), b"\xff\xfe"), 1, "invalid_utf8"),
     ("spaces", _GOOD.replace(b'"chain":', b'"chain": '), 1, "not_canonical"),
@@ -163,10 +172,13 @@ _ENVELOPE_CASES: list[tuple[str, bytes, int, str]] = [
         "not_canonical",
     ),
     ("escaped-unicode", _GOOD.replace("무".encode(), b"\\ubb34"), 1, "not_canonical"),
-    ("escaped-slash", body_of(envelope(nonce="a/b")).replace(b"a/b", b"a\\/b"), 1,
-     "not_canonical"),
-    ("uppercase-escape", body_of(envelope(nonce="n")).replace(b'"n"', b'"\\u006E"'), 1,
-     "not_canonical"),
+    ("escaped-slash", body_of(envelope(nonce="a/b")).replace(b"a/b", b"a\\/b"), 1, "not_canonical"),
+    (
+        "uppercase-escape",
+        body_of(envelope(nonce="n")).replace(b'"n"', b'"\\u006E"'),
+        1,
+        "not_canonical",
+    ),
     *[
         (f"chain-{i}", body_of(envelope(chain=c)), 1, "invalid_chain")
         for i, c in enumerate(["", "Seoul", "-seoul", "seoul_market", "a" * 65, 7, None])
@@ -202,10 +214,13 @@ _ENVELOPE_CASES: list[tuple[str, bytes, int, str]] = [
     ("signers-empty", body_of(envelope(signers=[])), 0, "invalid_signers"),
     ("signers-too-many", body_of(envelope(signers=_NINE)), 9, "invalid_signers"),
     ("signers-not-list", body_of(envelope(signers=ALICE.public_hex)), 1, "invalid_signers"),
-    ("signer-uppercase", body_of(envelope(signers=[ALICE.public_hex.upper()])), 1,
-     "invalid_public_key"),
-    ("signer-short", body_of(envelope(signers=[ALICE.public_hex[:-1]])), 1,
-     "invalid_public_key"),
+    (
+        "signer-uppercase",
+        body_of(envelope(signers=[ALICE.public_hex.upper()])),
+        1,
+        "invalid_public_key",
+    ),
+    ("signer-short", body_of(envelope(signers=[ALICE.public_hex[:-1]])), 1, "invalid_public_key"),
     ("signer-not-hex", body_of(envelope(signers=["z" * 64])), 1, "invalid_public_key"),
     ("signer-number", body_of(envelope(signers=[5])), 1, "invalid_public_key"),
     (
@@ -286,19 +301,31 @@ _WIRE_CASES: list[tuple[str, Any, str]] = [
     ("no-body", {"signatures": []}, "missing_field"),
     ("body-not-string", {**_WIRE, "body": 5}, "missing_field"),
     ("base64-garbage", {**_WIRE, "body": "!!!!"}, "invalid_base64"),
-    ("base64-urlsafe", {**_WIRE, "body": _WIRE["body"].replace("+", "-").replace("/", "_")
-                        + "-_"}, "invalid_base64"),
-    ("base64-newline", {**_WIRE, "body": _WIRE["body"][:40] + "\n" + _WIRE["body"][40:]},
-     "invalid_base64"),
-    ("base64-unpadded", {**_WIRE, "body": base64.b64encode(b"{}x").decode().rstrip("=")
-                         + "A"}, "invalid_base64"),
+    (
+        "base64-urlsafe",
+        {**_WIRE, "body": _WIRE["body"].replace("+", "-").replace("/", "_") + "-_"},
+        "invalid_base64",
+    ),
+    (
+        "base64-newline",
+        {**_WIRE, "body": _WIRE["body"][:40] + "\n" + _WIRE["body"][40:]},
+        "invalid_base64",
+    ),
+    (
+        "base64-unpadded",
+        {**_WIRE, "body": base64.b64encode(b"{}x").decode().rstrip("=") + "A"},
+        "invalid_base64",
+    ),
     ("base64-huge", {**_WIRE, "body": "A" * (MAX_BODY_BYTES * 2)}, "body_too_large"),
     ("signatures-not-list", {**_WIRE, "signatures": "00" * 64}, "invalid_signers"),
     ("signatures-nine", {**_WIRE, "signatures": ["00" * 64] * 9}, "invalid_signers"),
     ("signature-uppercase", {**_WIRE, "signatures": ["AB" * 64]}, "invalid_signature_encoding"),
     ("signature-short", {**_WIRE, "signatures": ["00" * 63]}, "invalid_signature_encoding"),
-    ("signature-base64", {**_WIRE, "signatures": [base64.b64encode(b"\0" * 64).decode()]},
-     "invalid_signature_encoding"),
+    (
+        "signature-base64",
+        {**_WIRE, "signatures": [base64.b64encode(b"\0" * 64).decode()]},
+        "invalid_signature_encoding",
+    ),
     ("no-signatures", {"body": _WIRE["body"], "signatures": []}, "signature_count_mismatch"),
 ]
 
@@ -356,8 +383,10 @@ def test_extra_signature_is_refused() -> None:
     assert info.value.code == "signature_count_mismatch"
     with pytest.raises(InvalidInput) as info:
         Transaction.from_wire(
-            {"body": base64.b64encode(body).decode(),
-             "signatures": [ALICE.sign(body).hex(), BOB.sign(body).hex()]}
+            {
+                "body": base64.b64encode(body).decode(),
+                "signatures": [ALICE.sign(body).hex(), BOB.sign(body).hex()],
+            }
         )
     assert info.value.code == "signature_count_mismatch"
 
@@ -402,9 +431,9 @@ def test_vector_file_has_the_promised_cases() -> None:
     vectors = _vectors()
     assert len(vectors) >= 4
     assert any(len(v["keys"]) > 1 for v in vectors), "no multi-signer vector"
-    assert any(
-        any("\uac00" <= ch <= "\ud7a3" for ch in v["canonical_body"]) for v in vectors
-    ), "no vector with Korean text"
+    assert any(any("\uac00" <= ch <= "\ud7a3" for ch in v["canonical_body"]) for v in vectors), (
+        "no vector with Korean text"
+    )
     assert len({v["id"] for v in vectors}) == len(vectors)
 
 

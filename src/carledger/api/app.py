@@ -237,6 +237,14 @@ def create_app(node: Node) -> FastAPI:
     def get_block(height: int) -> dict[str, Any]:
         return views.block_view(ledger, height)
 
+    @app.get(
+        "/v1/blocks/{height}/transactions",
+        summary="One block's raw transactions (wire form), in block order",
+    )
+    def get_block_transactions(height: int) -> dict[str, Any]:
+        # What a peer replays when it catches up (checked against the block's certificate).
+        return views.block_transactions_view(ledger, height)
+
     @app.get("/v1/checkpoint", summary="The latest checkpoint with validator signatures")
     def get_checkpoint() -> dict[str, Any]:
         return views.checkpoint_view(ledger)
@@ -273,7 +281,7 @@ def create_app(node: Node) -> FastAPI:
 
     @app.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
     def metrics() -> Response:
-        node.metrics.mempool.set(len(node.mempool))
+        node.metrics.mempool.set(node.ordering.pending())
         return Response(generate_latest(node.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from carledger.cli import cluster_cmds as cc
 from carledger.cli.main import DataOpt, app, console, run_guarded
 from carledger.errors import InvalidInput
 from carledger.node.home import Home, env_passphrase
@@ -32,6 +33,17 @@ def up(
     ] = 50,
     mempool: Annotated[int, typer.Option(help="Pending records before 503.")] = 50_000,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+    etcd: cc.EtcdOpt = None,
+    genesis: cc.GenesisOpt = None,
+    node_key: cc.NodeKeyOpt = None,
+    validator: cc.ValidatorOpt = None,
+    advertise_url: cc.AdvertiseOpt = None,
+    peers: cc.PeersOpt = None,
+    etcd_prefix: cc.PrefixOpt = None,
+    etcd_retain_blocks: cc.RetainOpt = 1000,
+    etcd_cacert: cc.CacertOpt = None,
+    etcd_cert: cc.CertOpt = None,
+    etcd_key: cc.KeyOpt = None,
 ) -> None:
     """Start a node: the API (OpenAPI at /docs) and the web pages, over SQLite in --data."""
     import uvicorn
@@ -41,12 +53,31 @@ def up(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if ordering != "solo":
+    if ordering not in ("solo", "etcd"):
         raise InvalidInput(
-            "unsupported_ordering",
-            f"Ordering {ordering!r} is not available in this build; use solo.",
+            "unsupported_ordering", f"Ordering {ordering!r} is unknown; use solo or etcd."
         )
     home = Home(data)
+    consortium = None
+    if ordering == "etcd":
+        consortium = cc.consortium_ordering(
+            home,
+            cc.ConsortiumOptions(
+                etcd=etcd or "",
+                advertise_url=advertise_url or f"http://{host}:{port}",
+                genesis=genesis,
+                node_key=node_key,
+                validator=validator,
+                prefix=etcd_prefix,
+                retain_blocks=etcd_retain_blocks,
+                block_max_txs=block_max_txs,
+                block_interval_ms=block_interval_ms,
+                cacert=etcd_cacert,
+                cert=etcd_cert,
+                key=etcd_key,
+                peers=tuple(p for p in (peers or "").split(",") if p),
+            ),
+        )
     if demo and not home.exists():
         from carledger.node.demo import create_demo
 
@@ -65,6 +96,7 @@ def up(
             mempool_capacity=mempool,
             proposer=ledger.identity.validator if ledger.identity else "solo",
         ),
+        ordering=consortium,
     )
     node.start()
     console.print(

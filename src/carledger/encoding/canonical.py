@@ -33,8 +33,9 @@ _dumps = json.JSONEncoder(
 def encode(value: Any) -> bytes:
     """Return the RFC 8785 canonical UTF-8 bytes of ``value``.
 
-    Raises :class:`InvalidInput` (``not_canonicalizable``) for values JSON cannot
-    carry exactly (NaN, infinities, integers beyond 2**53, lone surrogates).
+    Raises :class:`InvalidInput`: ``invalid_string`` for a lone surrogate,
+    ``not_canonicalizable`` for other values JSON cannot carry exactly (NaN,
+    infinities, integers beyond 2**53).
     """
     if _is_fast(value, 0):
         try:
@@ -124,6 +125,11 @@ def decode(data: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
         raise
     except (json.JSONDecodeError, RecursionError) as exc:
         raise InvalidInput("invalid_json", f"The input is not valid JSON: {exc}") from exc
+    except ValueError as exc:
+        # Python refuses to convert integers of more than 4,300 digits.
+        raise InvalidInput(
+            "integer_out_of_range", "An integer is far outside the safe range of +/-(2**53 - 1)."
+        ) from exc
     check_plain(value, max_depth=max_depth)
     return value
 
@@ -160,7 +166,8 @@ def check_plain(value: Any, *, max_depth: int = MAX_DEPTH, path: str = "$") -> N
     stack: list[tuple[Any, str, int]] = [(value, path, 0)]
     while stack:
         item, where, depth = stack.pop()
-        if depth > max_depth:
+        if depth >= max_depth and isinstance(item, list | dict):
+            # A container at depth d is the (d+1)-th level of nesting, as decode counts.
             raise InvalidInput("too_deep", f"JSON nesting deeper than {max_depth} levels.")
         if item is None or item is True or item is False:
             continue

@@ -28,6 +28,7 @@ from typing import Any
 
 from carledger.crypto.keys import SigningKey, verify_signature
 from carledger.encoding import canonical
+from carledger.encoding.timefmt import is_utc_time
 from carledger.errors import InvalidInput, VerificationFailure
 from carledger.ledger import merkle
 
@@ -47,7 +48,9 @@ __all__ = [
 
 OK = "ok"
 CHECKPOINT_KIND = "carledger.checkpoint.v1"
-BLOCK_TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+BLOCK_TIME_RE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z", re.ASCII
+)
 HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -59,7 +62,7 @@ def format_time(epoch_ms: int) -> str:
 
 def parse_time(text: str) -> int:
     """Unix milliseconds of a block time ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
-    if not BLOCK_TIME_RE.fullmatch(text):
+    if not is_utc_time(text, fraction=(3, 3)):
         raise InvalidInput("invalid_block_time", f"Bad block time {text!r}.")
     moment = _dt.datetime.strptime(text[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=_dt.UTC)
     return int(moment.timestamp()) * 1000 + int(text[20:23])
@@ -125,7 +128,7 @@ class Proposal:
     def __post_init__(self) -> None:
         if self.height < 1:
             raise InvalidInput("invalid_block", "Proposals start at height 1.")
-        if not BLOCK_TIME_RE.fullmatch(self.time):
+        if not is_utc_time(self.time, fraction=(3, 3)):
             raise InvalidInput("invalid_block", f"Bad block time {self.time!r}.")
 
 

@@ -3,13 +3,15 @@
 For each transaction, in order, the executor decides a validity code:
 
 1. the body decodes and is a well-formed envelope (else its ``InvalidInput`` code);
-2. ``chain`` is this chain (``wrong_chain``);
-3. its id was never committed, nor earlier in this block (``duplicate_transaction``),
-   and its first signer never used its nonce before (``duplicate_nonce``): a client
-   that re-sends a record with the same nonce cannot create it twice;
-4. the record type exists (``unknown_type``) and the payload passes its schema;
-5. every signature verifies (``bad_signature``);
-6. every signer is an active member, or a key the contract lets sign unenrolled
+2. every signature verifies (``bad_signature``). Only such an *authentic*
+   transaction uses up its id: a forged or unsigned copy of someone's pending
+   transaction, refused here, cannot block the genuine one;
+3. its id was never used by an authentic transaction before, nor earlier in this
+   block (``duplicate_transaction``), and its first signer never used its nonce in an
+   accepted record (``duplicate_nonce``): re-sending a record cannot create it twice;
+4. ``chain`` is this chain (``wrong_chain``), the record type exists
+   (``unknown_type``) and the payload passes its schema;
+5. every signer is an active member, or a key the contract lets sign unenrolled
    (``unknown_signer``, ``signer_revoked``, ``signer_expired``);
 7. the contract's handler accepts it (its own code), and its writes go into the
    block's overlay so later transactions see them.
@@ -46,6 +48,7 @@ class TxResult:
     message: str = ""
     signer: str = ""
     nonce: str = ""
+    authentic: bool = True
 
     @property
     def ok(self) -> bool:
@@ -97,6 +100,7 @@ class Executor:
         nonces: set[tuple[str, str]] = set()
 
         def replayed(tx: Transaction) -> str | None:
+            # Only called for authentic transactions (signatures verified).
             if tx.id in seen or committed(tx.id):
                 return "duplicate_transaction"
             key = (tx.signers[0][:16], tx.nonce)
@@ -106,7 +110,7 @@ class Executor:
 
         for raw in txs:
             outcome = self._one(raw, overlay, ctx, replayed, signatures_ok)
-            if outcome.type is not None:
+            if outcome.authentic:
                 seen.add(outcome.id)
             if outcome.ok:
                 nonces.add((outcome.signer[:16], outcome.nonce))
@@ -125,7 +129,19 @@ class Executor:
         try:
             tx = Transaction.from_body(raw.body, raw.signatures)
         except LedgerError as exc:
-            return TxResult(raw.id, exc.code, raw, message=exc.message)
+            return TxResult(raw.id, exc.code, raw, message=exc.message, authentic=False)
+        ok = signatures_ok.get(tx.id) if signatures_ok is not None else None
+        if ok is None:
+            ok = not tx.bad_signers()
+        if not ok:
+            return TxResult(
+                tx.id,
+                "bad_signature",
+                raw,
+                tx.type,
+                message="A signature does not verify over the body.",
+                authentic=False,
+            )
         try:
             replay = replayed(tx)
             if replay == "duplicate_transaction":
@@ -136,11 +152,6 @@ class Executor:
                     "The first signer already used this nonce: the record exists already.",
                 )
             self._check_static(tx)
-            ok = signatures_ok.get(tx.id) if signatures_ok is not None else None
-            if ok is None:
-                ok = not tx.bad_signers()
-            if not ok:
-                raise InvalidInput("bad_signature", "A signature does not verify over the body.")
             signers = self._resolve(tx, overlay, ctx)
             effects = self.registry.get(tx.type).handler(overlay, TxContext(tx, signers), ctx)
             overlay.apply(effects.writes)

@@ -31,6 +31,7 @@ from typing import Any
 
 from carledger.crypto.keys import is_public_key_hex
 from carledger.encoding import canonical
+from carledger.encoding.timefmt import is_utc_time
 from carledger.errors import InvalidInput
 
 __all__ = ["GENESIS_FORMAT", "ROLES", "Genesis", "checkpoint_quorum"]
@@ -118,7 +119,7 @@ class Genesis:
             raise _fail(f"format must be {GENESIS_FORMAT!r}.")
         _check_id(doc.get("chain_id"), "chain_id")
         created = _need(doc, "created", str, "genesis")
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z", created):
+        if not is_utc_time(created, fraction=(0, 3)):
             raise _fail("created is a UTC time such as 2026-11-22T00:00:00Z.")
         orgs = _need(doc, "orgs", list, "genesis")
         if not orgs:
@@ -165,6 +166,7 @@ class Genesis:
         if not validators:
             raise _fail("A chain needs at least one validator node.")
         vids: set[str] = set()
+        validator_keys: set[str] = set()
         for i, val in enumerate(validators):
             where = f"validators[{i}]"
             if not isinstance(val, dict):
@@ -175,7 +177,10 @@ class Genesis:
             vids.add(vid)
             if val.get("org") not in org_roles:
                 raise _fail(f"{where}.org names no organisation of this genesis.")
-            _check_key(val.get("key"), f"{where}.key")
+            vkey = _check_key(val.get("key"), f"{where}.key")
+            if vkey in validator_keys:
+                raise _fail(f"{where}.key appears twice: each validator has its own key.")
+            validator_keys.add(vkey)
         for i, market in enumerate(doc.get("markets", [])):
             where = f"markets[{i}]"
             if not isinstance(market, dict):

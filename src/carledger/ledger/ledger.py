@@ -39,7 +39,7 @@ class BlockWriterProtocol(Protocol):
     def get_state(self, key: str) -> bytes | None: ...
     def leaves_in_range(self, lo: bytes, hi: bytes | None) -> Iterable[tuple[bytes, bytes]]: ...
     def insert_txs(
-        self, rows: Iterable[tuple[int, str, int, str, bytes, tuple[bytes, ...]]]
+        self, rows: Iterable[tuple[int, str, int, str, bool, bytes, tuple[bytes, ...]]]
     ) -> None: ...
     def insert_vin_index(self, rows: Iterable[tuple[str, int]]) -> None: ...
     def insert_nonces(self, rows: Iterable[tuple[str, str]]) -> None: ...
@@ -263,7 +263,15 @@ class Ledger:
         with self.lock:
             with self.store.write_block() as w:
                 w.insert_txs(
-                    (first_seq + i, r.id, proposal.height, r.code, r.raw.body, r.raw.signatures)
+                    (
+                        first_seq + i,
+                        r.id,
+                        proposal.height,
+                        r.code,
+                        r.authentic,
+                        r.raw.body,
+                        r.raw.signatures,
+                    )
                     for i, r in enumerate(results)
                 )
                 w.insert_nonces((r.signer, r.nonce) for r in results if r.ok)

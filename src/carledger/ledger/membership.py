@@ -19,8 +19,8 @@ Record types:
 - ``org.admit`` (admins of a quorum of existing orgs): id, name, roles, admins
 - ``validator.add`` / ``validator.remove`` (admins of a quorum of orgs): id, org?, key?
 
-A revoked or rotated key is refused from the block after its revocation on; what it
-signed before stays valid.
+A revoked or rotated key is refused for every transaction after its revocation,
+including later ones in the same block; what it signed before stays valid.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import re
 from typing import Any
 
 from carledger.crypto.keys import is_public_key_hex
+from carledger.encoding.timefmt import is_date
 from carledger.errors import Conflict, InvalidInput, NotFound, RuleViolation, Unauthorized
 from carledger.ledger.contracts import (
     BlockContext,
@@ -41,8 +42,6 @@ from carledger.ledger.contracts import (
 from carledger.ledger.genesis import ID_RE, MEMBER_RE, ROLES, Genesis
 
 __all__ = ["CONTRACTS", "genesis_state", "resolve_signer"]
-
-DATE_RE = re.compile(r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])")
 
 
 def genesis_state(genesis: Genesis) -> dict[str, Any]:
@@ -176,7 +175,7 @@ def _validate_enrol(p: dict[str, Any]) -> None:
     if "admin" in p["roles"]:
         raise InvalidInput("invalid_roles", "Admin keys are named in org.admit, not enrolled.")
     vu = p.get("valid_until")
-    if vu is not None and (not isinstance(vu, str) or not DATE_RE.fullmatch(vu)):
+    if vu is not None and not is_date(vu):
         raise InvalidInput("invalid_date", "valid_until is a date YYYY-MM-DD.", field="valid_until")
 
 

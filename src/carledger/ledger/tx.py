@@ -32,6 +32,7 @@ from carledger.crypto.keys import (
     verify_signature,
 )
 from carledger.encoding import canonical
+from carledger.encoding.timefmt import is_utc_time
 from carledger.errors import InvalidInput, VerificationFailure
 
 __all__ = [
@@ -50,7 +51,6 @@ MAX_SIGNERS = 8
 CHAIN_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 TYPE_RE = re.compile(r"[a-z][a-z_]{0,31}(\.[a-z][a-z_]{0,31}){1,3}")
 NONCE_RE = re.compile(r"[\x21-\x7e]{1,64}")
-TIMESTAMP_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -113,7 +113,7 @@ class Transaction:
             raise InvalidInput("invalid_payload", "payload is a JSON object.")
         if not isinstance(nonce, str) or not NONCE_RE.fullmatch(nonce):
             raise InvalidInput("invalid_nonce", "nonce is 1-64 printable ASCII characters.")
-        if not isinstance(created, str) or not TIMESTAMP_RE.fullmatch(created):
+        if not is_utc_time(created):
             raise InvalidInput(
                 "invalid_timestamp", "created is a UTC time such as 2026-11-22T09:30:00Z."
             )

@@ -142,6 +142,9 @@ class Node:
         self._accepted_at: dict[str, float] = {}
         self._lock = threading.Lock()
         self.problem: str | None = None
+        #: True once a validator quorum certified a checkpoint that differs from this
+        #: node's own (consortium ordering): its state must not be presented as verified.
+        self.diverged = False
         ledger.on_commit(self._committed)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -163,7 +166,8 @@ class Node:
         """Execute and commit an ordered block (waiters, metrics and events follow)."""
         started = time.perf_counter()
         block = self.ledger.apply(proposal, signatures_ok=signatures_ok)
-        self.problem = None
+        if not self.diverged:
+            self.problem = None
         self.metrics.block_seconds.observe(time.perf_counter() - started)
         return block
 
@@ -173,7 +177,7 @@ class Node:
         """Every check a submission must pass before it is queued; raises the reason."""
         ledger = self.ledger
         ledger.executor._check_static(tx)
-        stored = ledger.store.tx_by_id(tx.id)
+        stored = ledger.store.tx_by_id(tx.id) if ledger.store.has_tx(tx.id) else None
         if stored is not None:
             raise Conflict(
                 "duplicate_transaction",
@@ -267,8 +271,9 @@ class Node:
     def status(self) -> dict[str, Any]:
         head = self.ledger.head
         return {
-            "status": "degraded" if self.problem else "ok",
+            "status": "degraded" if self.problem or self.diverged else "ok",
             "problem": self.problem,
+            "diverged": self.diverged,
             "chain": self.ledger.chain_id,
             "height": head.height,
             "block_time": head.time,

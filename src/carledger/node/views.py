@@ -18,6 +18,7 @@ from carledger.ledger.ledger import Ledger
 from carledger.store.sqlite import SQLiteStore, StoredTx
 
 __all__ = [
+    "block_transactions_view",
     "block_view",
     "checkpoint_view",
     "consistency_view",
@@ -116,6 +117,27 @@ def block_view(ledger: Ledger, height: int) -> dict[str, Any]:
         "header": header.to_dict(),
         "transactions": txs,
         "checkpoint": checkpoint_view(ledger, height),
+    }
+
+
+def block_transactions_view(ledger: Ledger, height: int) -> dict[str, Any]:
+    """The raw transactions of block ``height`` as ``{"body": base64, "signatures": [hex]}``."""
+    store = _store(ledger)
+    raw = store.block(height)
+    if raw is None:
+        raise NotFound("unknown_block", f"There is no block at height {height}.")
+    header = BlockHeader.from_bytes(raw)
+    txs = store.txs_range(header.log_size - header.tx_count, header.log_size)
+    return {
+        "height": height,
+        "hash": header.hash,
+        "transactions": [
+            {
+                "body": base64.b64encode(tx.body).decode("ascii"),
+                "signatures": [s.hex() for s in tx.signatures],
+            }
+            for tx in txs
+        ],
     }
 
 

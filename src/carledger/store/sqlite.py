@@ -10,8 +10,10 @@ Tables (schema version 1)::
 
     meta(key, value)                   schema_version, chain_id, genesis
     blocks(height, hash, header)       header = canonical JSON bytes
-    txs(seq, id, height, code, body, sigs)
-                                       seq = log leaf index; body = signed bytes as
+    txs(seq, id, height, code, auth, body, sigs)
+                                       seq = log leaf index; auth = 1 when the body
+                                       decoded and its signatures verified (only those
+                                       use up an id); body = signed bytes as
                                        received; sigs = concatenated 64-byte signatures
     vin_index(vin, seq)                accepted records of each VIN, in log order
     nonces(signer, nonce)              nonces used by each first signer (replay rule)
@@ -51,6 +53,7 @@ MIGRATIONS: dict[int, str] = {
         id BLOB NOT NULL,
         height INTEGER NOT NULL,
         code TEXT NOT NULL,
+        auth INTEGER NOT NULL,
         body BLOB NOT NULL,
         sigs BLOB NOT NULL
     );
@@ -174,13 +177,14 @@ class BlockWriter(_Reads):
         self.conn = conn
 
     def insert_txs(
-        self, rows: Iterable[tuple[int, str, int, str, bytes, tuple[bytes, ...]]]
+        self, rows: Iterable[tuple[int, str, int, str, bool, bytes, tuple[bytes, ...]]]
     ) -> None:
         self.conn.executemany(
-            "INSERT INTO txs (seq, id, height, code, body, sigs) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO txs (seq, id, height, code, auth, body, sigs) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
-                (seq, bytes.fromhex(tx_id), height, code, body, b"".join(sigs))
-                for seq, tx_id, height, code, body, sigs in rows
+                (seq, bytes.fromhex(tx_id), height, code, int(auth), body, b"".join(sigs))
+                for seq, tx_id, height, code, auth, body, sigs in rows
             ),
         )
 
@@ -391,7 +395,9 @@ class SQLiteStore(_Reads):
 
     def has_tx(self, tx_id: str) -> bool:
         return (
-            self._c().execute("SELECT 1 FROM txs WHERE id = ?", (bytes.fromhex(tx_id),)).fetchone()
+            self._c()
+            .execute("SELECT 1 FROM txs WHERE id = ? AND auth = 1", (bytes.fromhex(tx_id),))
+            .fetchone()
             is not None
         )
 
@@ -400,7 +406,7 @@ class SQLiteStore(_Reads):
             self._c()
             .execute(
                 "SELECT seq, id, height, code, body, sigs FROM txs WHERE id = ? "
-                "ORDER BY seq LIMIT 1",
+                "ORDER BY auth DESC, seq LIMIT 1",
                 (bytes.fromhex(tx_id),),
             )
             .fetchone()

@@ -19,7 +19,7 @@ The shape of the state (``docs/records.md`` describes every field)::
     birth, first_registered, plates, uses lifecycle
     owners                                ownership periods; stock periods of dealers
     usage                                 rental / lease periods
-    listing, gate, absences, warranty     the market: active listing, last gate event
+    listing, gate, absences               the market: active listing, last gate event
     inspections, accidents                condition and accident history
     odometer {readings, exceptions}       the series with its flags
     liens, recalls, thefts, scrapped, parts, battery
@@ -38,14 +38,12 @@ from typing import Any
 
 from carledger.errors import VerificationFailure
 from carledger.vehicle import queries
-from carledger.vehicle.clock import add_days, seconds
+from carledger.vehicle.clock import seconds
 from carledger.vehicle.inspection_form import derive
 from carledger.vehicle.odometer import flag_series, insert_sorted
 
 __all__ = [
     "ABSENCE_SECONDS",
-    "WARRANTY_DAYS",
-    "WARRANTY_KM",
     "Record",
     "empty",
     "fold",
@@ -59,9 +57,6 @@ Extract = Mapping[str, Callable[[Any], dict[str, Any]]]
 
 #: A listed car away from its market longer than this is ``car_not_present``.
 ABSENCE_SECONDS = 24 * 3600
-#: The inspection is warranted to the buyer for 30 days or 2,000 km after a sale.
-WARRANTY_DAYS = 30
-WARRANTY_KM = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +87,6 @@ def empty(vin: str) -> State:
         "listing": None,
         "gate": None,
         "absences": [],
-        "warranty": None,
         "inspections": [],
         "accidents": [],
         "odometer": {"readings": [], "exceptions": []},
@@ -158,7 +152,7 @@ def fold(vin: str, state: State | None, record: Record) -> State:
     s["log"] = {**s["log"], record.id: entry}
     reading = _extract(READING_FIELDS.get(record.type, {}), record.payload)
     if "on" in reading and "km" in reading:
-        _add_reading(s, {**reading, "id": record.id, "src": record.type, "n": n, "flags": []})
+        _add_reading(s, {**reading, "id": record.id, "n": n, "flags": []})
     apply = _APPLY.get(record.type)
     if apply is not None:
         apply(s, record)
@@ -195,9 +189,8 @@ _DATED_KM: Extract = {"date": _on, "odometer_km": _km}
 READING_FIELDS: dict[str, Extract] = {
     "odometer.reading": {"observed_on": _on, "km": _km},
     "inspection.record": {"date": _on, "overall": lambda o: {"km": o["odometer_km"]}},
-    **{
-        t: _DATED_KM
-        for t in (
+    **dict.fromkeys(
+        (
             "service.record",
             "trade.purchase",
             "trade.sale",
@@ -209,8 +202,9 @@ READING_FIELDS: dict[str, Extract] = {
             "recall.complete",
             "part.install",
             "part.remove",
-        )
-    },
+        ),
+        _DATED_KM,
+    ),
 }
 
 
@@ -290,6 +284,7 @@ CORRECTABLE: dict[str, dict[str, Extract]] = {
     "battery": {"battery.report": BATTERY_FIELDS},
     "liens": {"lien.register": LIEN_FIELDS},
     "birth": {"vehicle.register": BIRTH_FIELDS},
+    "scrapped": {"vehicle.scrap": _DATED_KM},
 }
 
 
@@ -328,7 +323,9 @@ def _registration(s: State, r: Record) -> None:
 
 
 def _transfer(s: State, r: Record) -> None:
-    _append(s, "owners", {"ref": r.payload["to"], "from": r.payload["date"], "id": r.id, "stock": False})
+    _append(
+        s, "owners", {"ref": r.payload["to"], "from": r.payload["date"], "id": r.id, "stock": False}
+    )
 
 
 def _scrap(s: State, r: Record) -> None:
@@ -394,14 +391,6 @@ def _listing_close(s: State, r: Record) -> None:
 def _sale(s: State, r: Record) -> None:
     p = r.payload
     _close_listing(s, r)
-    inspection = queries.current_inspection(s)
-    if inspection is not None:
-        s["warranty"] = {
-            "sale": r.id,
-            "inspection": inspection["id"],
-            "until": add_days(p["date"], WARRANTY_DAYS),
-            "until_km": p["odometer_km"] + WARRANTY_KM,
-        }
     _append(s, "owners", {"ref": p["buyer_ref"], "from": p["date"], "id": r.id, "stock": False})
 
 
@@ -508,7 +497,7 @@ def _exception(s: State, r: Record) -> None:
     p = r.payload
     n = s["records"] - 1
     odo = s["odometer"]
-    old = {"on": p["date"], "km": p["old_km"], "id": r.id, "src": r.type, "n": n, "flags": []}
+    old = {"on": p["date"], "km": p["old_km"], "id": r.id, "n": n, "flags": []}
     exc = {"on": p["date"], "old": p["old_km"], "new": p["new_km"], "id": r.id, "n": n}
     exceptions = insert_sorted(odo["exceptions"], exc)
     readings = insert_sorted(odo["readings"], old)

@@ -116,6 +116,16 @@ GOOD_BAD = Enum("good", "bad")
 LEAK = Enum("none", "seep", "leak")
 LEVEL = Enum("ok", "low")
 
+
+def _valid_range(header: Mapping[str, Any], path: str) -> None:
+    if header["valid_until"] < header["valid_from"]:
+        raise InvalidInput(
+            "out_of_range",
+            "payload.header.valid_until is on or after valid_from.",
+            field=f"{path}.valid_until",
+        )
+
+
 _HEADER = Obj(
     {
         "issue_no": Str(1, 32, r"[A-Za-z0-9][A-Za-z0-9-]{0,31}", "letters, digits and '-'"),
@@ -131,17 +141,8 @@ _HEADER = Obj(
         "warranty_type": Enum("self", "insurer"),
         "base_price": KRW,
     },
-    rule=lambda h, path: _valid_range(h, path),
+    rule=_valid_range,
 )
-
-
-def _valid_range(header: Mapping[str, Any], path: str) -> None:
-    if header["valid_until"] < header["valid_from"]:
-        raise InvalidInput(
-            "out_of_range",
-            "payload.header.valid_until is on or after valid_from.",
-            field=f"{path}.valid_until",
-        )
 
 
 _OVERALL = Obj(

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from carledger.errors import InvalidInput
 
 __all__ = [
+    "AnyValue",
     "Bool",
     "Custom",
     "Date",
@@ -100,18 +101,18 @@ class Str:
 class Int:
     """An integer (never a boolean, never a float) in ``lo``..``hi`` inclusive."""
 
-    __slots__ = ("_hi", "_lo")
+    __slots__ = ("hi", "lo")
 
     def __init__(self, lo: int, hi: int) -> None:
-        self._lo, self._hi = lo, hi
+        self.lo, self.hi = lo, hi
 
     def check(self, value: Any, path: str) -> None:
         if type(value) is not int:
             raise InvalidInput("invalid_field", f"{_where(path)} is an integer.", field=path)
-        if not self._lo <= value <= self._hi:
+        if not self.lo <= value <= self.hi:
             raise InvalidInput(
                 "out_of_range",
-                f"{_where(path)} is between {self._lo:,} and {self._hi:,}; got {value:,}.",
+                f"{_where(path)} is between {self.lo:,} and {self.hi:,}; got {value:,}.",
                 field=path,
             )
 
@@ -211,6 +212,15 @@ class Nullable:
             self.spec.check(value, path)
 
 
+class AnyValue:
+    """Any JSON value (the envelope decoder already refused floats and deep nesting)."""
+
+    __slots__ = ()
+
+    def check(self, value: Any, path: str) -> None:
+        del value, path
+
+
 class Custom:
     """A function ``fn(value, path)`` that raises :class:`InvalidInput` (e.g. VINs)."""
 
@@ -226,10 +236,10 @@ class Custom:
 class List:
     """A list of ``min_len``-``max_len`` items of ``item``; ``unique`` refuses repeats."""
 
-    __slots__ = ("_item", "_max", "_min", "_unique")
+    __slots__ = ("_max", "_min", "_unique", "item")
 
     def __init__(self, item: Spec, max_len: int, min_len: int = 0, unique: bool = False) -> None:
-        self._item, self._min, self._max, self._unique = item, min_len, max_len, unique
+        self.item, self._min, self._max, self._unique = item, min_len, max_len, unique
 
     def check(self, value: Any, path: str) -> None:
         if type(value) is not list:
@@ -240,7 +250,7 @@ class List:
                 f"{_where(path)} has {self._min} to {self._max} items; got {len(value)}.",
                 field=path,
             )
-        item = self._item
+        item = self.item
         for i, v in enumerate(value):
             item.check(v, f"{path}[{i}]")
         if self._unique:

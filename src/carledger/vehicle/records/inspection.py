@@ -9,8 +9,8 @@ is accepted and flagged by :mod:`carledger.vehicle.facts`: the contradiction is
 itself the evidence a buyer needs.
 
 The inspection is warranted to the buyer for 30 days or 2,000 km from the sale
-(``warranty`` in the vehicle state, set by ``trade.sale``); its ``valid_from`` ..
-``valid_until`` window is when it may back a listing.
+(:func:`carledger.vehicle.facts.warranty`); its ``valid_from`` .. ``valid_until``
+window is when it may back a listing.
 """
 
 from __future__ import annotations

@@ -110,7 +110,9 @@ def _registration(ctx: Ctx) -> None:
 def _different_owner(p: Mapping[str, Any], path: str) -> None:
     del path
     if p["from"] == p["to"]:
-        raise InvalidInput("invalid_field", "payload.to is a different owner than from.", field="to")
+        raise InvalidInput(
+            "invalid_field", "payload.to is a different owner than from.", field="to"
+        )
 
 
 TRANSFER = Obj(

@@ -24,7 +24,19 @@ from __future__ import annotations
 
 from carledger.errors import Conflict, RuleViolation, Unauthorized
 from carledger.vehicle import queries
-from carledger.vehicle.fields import DATE, HASH, ID, KM, KRW, LISTING_NO, MAX_KRW, ORG, PREV, REF, VIN
+from carledger.vehicle.fields import (
+    DATE,
+    HASH,
+    ID,
+    KM,
+    KRW,
+    LISTING_NO,
+    MAX_KRW,
+    ORG,
+    PREV,
+    REF,
+    VIN,
+)
 from carledger.vehicle.indexes import listing_key
 from carledger.vehicle.records.common import (
     Ctx,

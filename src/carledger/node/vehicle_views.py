@@ -1,0 +1,157 @@
+"""Read models of vehicles: state with derived facts, history, listings, reports, events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from carledger.errors import InvalidInput, NotFound
+from carledger.ledger.ledger import Ledger
+from carledger.node.views import _store, page_limit, record_view
+from carledger.report.build import build_report
+from carledger.report.summary import summary
+from carledger.vehicle import vin as vins
+from carledger.vehicle.indexes import vehicle_key
+
+__all__ = ["event_payload", "history_view", "listings_view", "report_view", "vehicle_view"]
+
+
+def _vin(text: str) -> str:
+    return vins.normalise(text)
+
+
+def vehicle_view(ledger: Ledger, vin: str) -> dict[str, Any]:
+    """The vehicle's state and the facts derived from it as of the head block."""
+    vin = _vin(vin)
+    state = ledger.state(vehicle_key(vin))
+    if state is None:
+        raise NotFound("unknown_vehicle", f"No record about {vin} is on this chain.", vin=vin)
+    head = ledger.head
+    return {
+        "vin": vin,
+        "vin_info": vins.describe(vin),
+        "head": state["head"],
+        "records": state["records"],
+        "as_of": {"height": head.height, "time": head.time},
+        "summary": summary(state, head.time),
+        "state": state,
+    }
+
+
+def history_view(ledger: Ledger, vin: str, *, after: int = -1, limit: int = 100) -> dict[str, Any]:
+    """The VIN's accepted records in commit order, ``limit`` at a time after log index ``after``."""
+    vin = _vin(vin)
+    limit = page_limit(limit)
+    rows = _store(ledger).txs_of_vin(vin, after_seq=after, limit=limit + 1)
+    if not rows and after < 0:
+        raise NotFound("unknown_vehicle", f"No record about {vin} is on this chain.", vin=vin)
+    state = ledger.state(vehicle_key(vin)) or {"log": {}}
+    records = []
+    for tx in rows[:limit]:
+        view = record_view(ledger, tx)
+        entry = state["log"].get(tx.id, {})
+        view["status"] = entry.get("status", "valid")
+        if "target" in entry:
+            view["target"] = entry["target"]
+        view["linked_by"] = sorted(
+            rid for rid, e in state["log"].items() if e.get("target") == tx.id
+        )
+        records.append(view)
+    return {
+        "vin": vin,
+        "records": records,
+        "next": rows[limit - 1].seq if len(rows) > limit else None,
+    }
+
+
+def listings_view(
+    ledger: Ledger,
+    *,
+    market: str | None = None,
+    make: str | None = None,
+    min_price: int | None = None,
+    max_price: int | None = None,
+    after: str = "",
+    limit: int = 50,
+) -> dict[str, Any]:
+    """Open listings (from the ``listing/<market>/<no>`` index), filtered, in key order."""
+    limit = page_limit(limit)
+    if market is not None and ("/" in market or not market):
+        raise InvalidInput("invalid_market", "market is a market id.")
+    prefix = f"listing/{market}/" if market else "listing/"
+    if after and not after.startswith(prefix):
+        raise InvalidInput("invalid_cursor", "after is a cursor returned by this endpoint.")
+    store = _store(ledger)
+    out: list[dict[str, Any]] = []
+    cursor = after
+    head = ledger.head
+    exhausted = False
+    while len(out) < limit and not exhausted:
+        rows = store.state_prefix(prefix, after=cursor, limit=200)
+        exhausted = len(rows) < 200
+        for key, value in rows:
+            cursor = key
+            entry = json.loads(value)
+            state = ledger.state(vehicle_key(entry["vin"])) or {}
+            birth = state.get("birth") or {}
+            if not _matches(entry, birth, make, min_price, max_price):
+                continue
+            _, market_id, listing_no = key.split("/", 2)
+            out.append(
+                {
+                    "key": key,
+                    "market": market_id,
+                    "listing_no": listing_no,
+                    **entry,
+                    "vehicle": {k: birth.get(k) for k in ("make", "model", "model_year", "fuel")},
+                    "summary": summary(state, head.time) if state else None,
+                }
+            )
+            if len(out) == limit:
+                break
+    more = len(out) == limit and not (exhausted and cursor == (rows[-1][0] if rows else cursor))
+    return {"listings": out, "next": cursor if more else None}
+
+
+def _matches(
+    entry: dict[str, Any],
+    birth: dict[str, Any],
+    make: str | None,
+    min_price: int | None,
+    max_price: int | None,
+) -> bool:
+    price = int(entry.get("price", 0))
+    if min_price is not None and price < min_price:
+        return False
+    if max_price is not None and price > max_price:
+        return False
+    return make is None or str(birth.get("make", "")).lower() == make.lower()
+
+
+def report_view(ledger: Ledger, vin: str) -> dict[str, Any]:
+    return build_report(ledger, _vin(vin))
+
+
+def vins_of(payload: dict[str, Any]) -> list[str]:
+    """The VINs a record payload is about (one, or each of ``vehicles``)."""
+    if isinstance(payload.get("vin"), str):
+        return [payload["vin"]]
+    vehicles = payload.get("vehicles")
+    if isinstance(vehicles, list):
+        return [v["vin"] for v in vehicles if isinstance(v, dict) and isinstance(v.get("vin"), str)]
+    return []
+
+
+def event_payload(
+    seq: int, height: int, tx_id: str, code: str, envelope: dict[str, Any]
+) -> dict[str, Any]:
+    """What the event stream says about one committed transaction."""
+    payload = envelope.get("payload") if isinstance(envelope.get("payload"), dict) else {}
+    return {
+        "seq": seq,
+        "height": height,
+        "id": tx_id,
+        "type": envelope.get("type"),
+        "code": code,
+        "vins": vins_of(payload) if code == "ok" else [],
+    }

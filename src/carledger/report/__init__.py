@@ -1,0 +1,1 @@
+"""Verifiable vehicle reports: building them (node side) and their summary."""
