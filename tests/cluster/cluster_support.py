@@ -42,7 +42,33 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) ->
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             last_error = exc
         time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what} (last error: {last_error!r})")
+    raise AssertionError(f"timed out waiting for {what} (last error: {last_error!r}; {_state()})")
+
+
+#: The cluster of the running test, for the state printed when a wait times out.
+CURRENT: list[LocalCluster] = []
+
+
+def _state() -> str:
+    if not CURRENT:
+        return ""
+    cluster = CURRENT[-1]
+    out = []
+    for i in range(1, len(cluster.config["nodes"]) + 1):
+        try:
+            h = health(cluster.node_url(i))
+            out.append(f"node-{i}: height {h['height']}, {h['status']}, {h.get('problem')}")
+        except httpx.HTTPError as exc:
+            out.append(f"node-{i}: {type(exc).__name__}")
+    try:
+        client = etcd_client(cluster)
+        keys = ChainKeys.for_chain(cluster.chain_id)
+        pending = client.range(keys.pending, prefix_end(keys.pending), count_only=True).count
+        out.append(f"etcd head {etcd_head(cluster)}, {pending} pending batches")
+        client.close()
+    except Exception as exc:
+        out.append(f"etcd: {exc!r}")
+    return "; ".join(out)
 
 
 def enrol_txs(cluster: LocalCluster, count: int, *, org: int = 1, tag: str = "m") -> list[Any]:

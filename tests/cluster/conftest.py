@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cluster_support import CURRENT
 
 from carledger.consortium.local import ETCD_BINARY, LocalCluster
 
@@ -21,6 +22,7 @@ def consortium(tmp_path: Path) -> Iterator[Callable[..., LocalCluster]]:
     ) -> LocalCluster:
         cluster = LocalCluster(tmp_path / "cluster", n, "test-consortium", node_args)
         made.append(cluster)
+        CURRENT.append(cluster)
         cluster.create()
         for i in range(1, n + 1):
             cluster.start_etcd(i)
@@ -32,5 +34,6 @@ def consortium(tmp_path: Path) -> Iterator[Callable[..., LocalCluster]]:
         return cluster
 
     yield make
+    CURRENT.clear()
     for cluster in made:
         cluster.down()

@@ -14,7 +14,6 @@ from carledger.vehicle.fold import replay
 from carledger.vehicle.history import history
 from carledger.vehicle.vin import check_canonical
 
-
 START = datetime.date(2026, 3, 2)
 
 
@@ -69,7 +68,10 @@ def test_demo_genesis_is_valid_and_keys_follow_the_seed() -> None:
     assert {m["id"] for m in genesis.markets} == {"janganpyeong", "gangseo"}
     again = demo.build_network("s", START)
     assert network.key("dealer-07").public_hex == again.key("dealer-07").public_hex
-    assert network.key("dealer-07").public_hex != demo.build_network("t", START).key("dealer-07").public_hex
+    assert (
+        network.key("dealer-07").public_hex
+        != demo.build_network("t", START).key("dealer-07").public_hex
+    )
 
 
 def test_demo_vins_and_plates_are_valid_and_unique() -> None:
@@ -105,3 +107,13 @@ def test_same_seed_same_transactions() -> None:
     c = [d.tx.body for d in demo.transactions(network, random.Random(4), vehicles=12)]
     assert a == b
     assert a != c
+
+
+def test_replaying_the_same_blocks_on_a_fresh_store_gives_the_same_state(new_ledger: Any) -> None:
+    first, items = _run(new_ledger, 10, seed=3)
+    second = new_ledger(dealers=60)
+    for block_time, txs in demo.plan_blocks(items, max_txs=7):
+        second.set_time(block_time)
+        for tx in txs:
+            second.submit(tx)
+    assert second.state.data == first.state.data

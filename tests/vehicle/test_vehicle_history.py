@@ -37,7 +37,9 @@ def test_statuses_and_links() -> None:
     assert entries[dispute.id]["resolved_by"] == upheld.id
     assert entries[upheld.id]["resolves"] == dispute.id
     assert entries[open_one.id]["outcome"] == "open"
-    assert entries[dispute.id]["signers"] == [{"key": "k3", "org": None, "member": None, "roles": []}]
+    assert entries[dispute.id]["signers"] == [
+        {"key": "k3", "org": None, "member": None, "roles": []}
+    ]
 
 
 def test_a_voided_correction_no_longer_corrects() -> None:

@@ -43,8 +43,16 @@ def _records(evs: list[tuple[Any, ...]]) -> list[Record]:
     for i, ev in enumerate(evs):
         rid = h(f"record-{i}")
         if ev[0] == "r":
-            payload = {"vin": VIN, "prev": prev, "km": ev[2], "observed_on": _day(ev[1]), "source": "service"}
-            rec = Record(rid, "odometer.reading", payload, ("k",), i + 1, "2026-03-02T00:00:00.000Z")
+            payload = {
+                "vin": VIN,
+                "prev": prev,
+                "km": ev[2],
+                "observed_on": _day(ev[1]),
+                "source": "service",
+            }
+            rec = Record(
+                rid, "odometer.reading", payload, ("k",), i + 1, "2026-03-02T00:00:00.000Z"
+            )
             readings.append(rid)
         elif ev[0] == "x":
             payload = {
@@ -56,7 +64,9 @@ def _records(evs: list[tuple[Any, ...]]) -> list[Record]:
                 "reason": "cluster_replaced",
                 "evidence_hash": h("e"),
             }
-            rec = Record(rid, "odometer.exception", payload, ("k",), i + 1, "2026-03-02T00:00:00.000Z")
+            rec = Record(
+                rid, "odometer.exception", payload, ("k",), i + 1, "2026-03-02T00:00:00.000Z"
+            )
             readings.append(rid)
         else:
             if not readings or ev[1] >= len(readings):
@@ -65,7 +75,13 @@ def _records(evs: list[tuple[Any, ...]]) -> list[Record]:
             dispute = Record(
                 rid,
                 "record.dispute",
-                {"vin": VIN, "prev": prev, "target": target, "reason": "x", "evidence_hash": h("e")},
+                {
+                    "vin": VIN,
+                    "prev": prev,
+                    "target": target,
+                    "reason": "x",
+                    "evidence_hash": h("e"),
+                },
                 ("k",),
                 i + 1,
                 "2026-03-02T00:00:00.000Z",
@@ -75,7 +91,13 @@ def _records(evs: list[tuple[Any, ...]]) -> list[Record]:
             rec = Record(
                 rid,
                 "dispute.resolve",
-                {"vin": VIN, "prev": dispute.id, "dispute": dispute.id, "outcome": "upheld", "reason": "x"},
+                {
+                    "vin": VIN,
+                    "prev": dispute.id,
+                    "dispute": dispute.id,
+                    "outcome": "upheld",
+                    "reason": "x",
+                },
                 ("k",),
                 i + 1,
                 "2026-03-02T00:00:00.000Z",
@@ -120,12 +142,16 @@ def _naive(records: list[Record]) -> dict[str, list[str]]:
         elif reference is not None and km < reference[1]:
             out.append("rollback")
         elif reference is not None:
-            days = (datetime.date.fromisoformat(on) - datetime.date.fromisoformat(reference[0])).days
+            days = (
+                datetime.date.fromisoformat(on) - datetime.date.fromisoformat(reference[0])
+            ).days
             if km - reference[1] > MAX_KM_PER_DAY * max(1, days):
                 out.append("implausible")
         earlier = [it for it in items[:i] if it[2] == 0]
         if earlier:
-            gap = (datetime.date.fromisoformat(on) - datetime.date.fromisoformat(earlier[-1][0])).days
+            gap = (
+                datetime.date.fromisoformat(on) - datetime.date.fromisoformat(earlier[-1][0])
+            ).days
             if gap > GAP_DAYS:
                 out.append("gap")
         if "rollback" not in out and "implausible" not in out:

@@ -16,9 +16,18 @@ from carledger.crypto.keys import SigningKey
 from carledger.errors import InvalidInput, LedgerError
 from carledger.ledger.genesis import ROLES
 from carledger.vehicle import contracts
-from carledger.vehicle.records import corrections, gate, lifecycle, recalls, trading, use
+from carledger.vehicle.records import (
+    corrections,
+    gate,
+    liens,
+    lifecycle,
+    parts,
+    recalls,
+    theft,
+    trading,
+    use,
+)
 from carledger.vehicle.records import inspection as inspection_records
-from carledger.vehicle.records import liens, parts, theft
 from carledger.vehicle.schema import (
     AnyValue,
     Bool,
@@ -208,7 +217,9 @@ def test_valid_record_is_accepted(ledger: Any, type_: str) -> None:
 # --- schema: missing, unknown, wrong type / enum / range --------------------------
 
 
-def _walk(spec: Any, value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], Any, Any]]:
+def _walk(
+    spec: Any, value: Any, path: tuple[Any, ...]
+) -> Iterator[tuple[tuple[Any, ...], Any, Any]]:
     """Every (path, spec, value) present in a valid payload, depth first."""
     if isinstance(spec, Nullable):
         if value is not None:

@@ -106,9 +106,13 @@ def test_registration_needs_something_to_register(ledger: Any) -> None:
 
 def test_transfer_from_must_be_the_owner(ledger: Any) -> None:
     c = car(ledger).born()
-    error = c.refused("ownership.transfer", P.transfer(c.buyer_ref, "org:dealer-02", c.today), "registry-01")
+    error = c.refused(
+        "ownership.transfer", P.transfer(c.buyer_ref, "org:dealer-02", c.today), "registry-01"
+    )
     assert (type(error), error.code) == (RuleViolation, "owner_mismatch")
-    error = c.refused("ownership.transfer", P.transfer(c.owner_ref, c.owner_ref, c.today), "registry-01")
+    error = c.refused(
+        "ownership.transfer", P.transfer(c.owner_ref, c.owner_ref, c.today), "registry-01"
+    )
     assert (error.code, error.detail["field"]) == ("invalid_field", "to")
 
 
@@ -162,7 +166,9 @@ def test_listed_car_cannot_change_owner_or_be_scrapped(ledger: Any) -> None:
     body = P.transfer("org:dealer-01", c.buyer_ref, c.today)
     assert c.refused("ownership.transfer", body, "registry-01").code == "vehicle_listed"
     assert c.refused("vehicle.scrap", P.scrap(c.today), "scrap-01").code == "vehicle_listed"
-    error = c.refused("trade.purchase", P.purchase("org:dealer-01", c.today, dealer="dealer-02"), "dealer-02")
+    error = c.refused(
+        "trade.purchase", P.purchase("org:dealer-01", c.today, dealer="dealer-02"), "dealer-02"
+    )
     assert error.code == "vehicle_listed"
 
 
@@ -187,7 +193,11 @@ def test_scrapping_after_the_lien_is_released(ledger: Any) -> None:
     [
         ("service.record", lambda c: P.service(c.today), ("repair-1",)),
         ("gate.entry", lambda c: P.gate(c.ledger.block_time), ("gate-1",)),
-        ("ownership.transfer", lambda c: P.transfer(c.owner_ref, c.buyer_ref, c.today), ("registry-01",)),
+        (
+            "ownership.transfer",
+            lambda c: P.transfer(c.owner_ref, c.buyer_ref, c.today),
+            ("registry-01",),
+        ),
         ("vehicle.scrap", lambda c: P.scrap(c.today), ("registry-01",)),
         ("inspection.record", lambda c: P.inspection(c.today), ("inspector-1",)),
         ("theft.report", lambda c: P.theft(c.today), ("police-01",)),
@@ -210,7 +220,9 @@ def test_recall_leaves_scrapped_cars_out(ledger: Any) -> None:
     a, b = car(ledger, 1).born(), car(ledger, 2).born()
     b.do("vehicle.scrap", P.scrap(b.today), "scrap-01")
     vehicles = [{"vin": x.vin, "prev": x.state["head"]} for x in (a, b)]
-    error = ledger.refused("recall.issue", P.recall_issue("R-1", a.today, vehicles), ledger.key("hmc-01"))
+    error = ledger.refused(
+        "recall.issue", P.recall_issue("R-1", a.today, vehicles), ledger.key("hmc-01")
+    )
     assert (error.code, error.detail["vin"]) == ("vehicle_scrapped", b.vin)
 
 
@@ -219,9 +231,13 @@ def test_recall_leaves_scrapped_cars_out(ledger: Any) -> None:
 
 def test_purchase_rules(ledger: Any) -> None:
     c = car(ledger).born()
-    error = c.refused("trade.purchase", P.purchase(c.owner_ref, c.today, dealer="dealer-02"), "dealer-01")
+    error = c.refused(
+        "trade.purchase", P.purchase(c.owner_ref, c.today, dealer="dealer-02"), "dealer-01"
+    )
     assert (type(error), error.code) == (Unauthorized, "dealer_mismatch")
-    error = c.refused("trade.purchase", P.purchase(c.owner_ref, c.today, market="nowhere"), "dealer-01")
+    error = c.refused(
+        "trade.purchase", P.purchase(c.owner_ref, c.today, market="nowhere"), "dealer-01"
+    )
     assert (type(error), error.code) == (NotFound, "unknown_market")
     error = c.refused("trade.purchase", P.purchase(c.buyer_ref, c.today), "dealer-01")
     assert error.code == "seller_not_owner"
@@ -326,7 +342,9 @@ def test_sale_rules(ledger: Any) -> None:
     assert (type(error), error.code) == (Unauthorized, "buyer_signature_required")
     pseudonym = P.sale(f"ref:{P.h('x')[:32]}", c.today)
     assert c.refused("trade.sale", pseudonym, "dealer-01").code == "buyer_signature_required"
-    assert c.refused("trade.sale", P.sale("org:dealer-01", c.today), "dealer-01").code == "same_owner"
+    assert (
+        c.refused("trade.sale", P.sale("org:dealer-01", c.today), "dealer-01").code == "same_owner"
+    )
     assert c.refused("trade.sale", body, "dealer-02", c.buyer_key).code == "not_in_stock"
     c.do("trade.sale", body, "dealer-01", c.buyer_key)
     state = c.state
@@ -447,10 +465,14 @@ def test_recall_rules(ledger: Any) -> None:
     a, b = car(ledger, 1).born(), car(ledger, 2).born()
     vehicles = [{"vin": x.vin, "prev": x.state["head"]} for x in (a, b)]
     stale = [vehicles[0], {"vin": b.vin, "prev": None}]
-    error = ledger.refused("recall.issue", P.recall_issue("R-1", a.today, stale), ledger.key("hmc-01"))
+    error = ledger.refused(
+        "recall.issue", P.recall_issue("R-1", a.today, stale), ledger.key("hmc-01")
+    )
     assert (error.code, error.detail["vin"]) == ("stale_head", b.vin)
     twice = [vehicles[0], vehicles[0]]
-    error = ledger.refused("recall.issue", P.recall_issue("R-1", a.today, twice), ledger.key("hmc-01"))
+    error = ledger.refused(
+        "recall.issue", P.recall_issue("R-1", a.today, twice), ledger.key("hmc-01")
+    )
     assert (error.code, error.detail["field"]) == ("invalid_field", "vehicles[1].vin")
     assert a.refused("recall.complete", P.recall_complete("R-1", a.today), "repair-1").code == (
         "recall_not_open"
@@ -458,7 +480,9 @@ def test_recall_rules(ledger: Any) -> None:
     tx = ledger.do("recall.issue", P.recall_issue("R-1", a.today, vehicles), ledger.key("hmc-01"))
     assert a.state["head"] == b.state["head"] == tx
     again = [{"vin": a.vin, "prev": tx}]
-    error = ledger.refused("recall.issue", P.recall_issue("R-1", a.today, again), ledger.key("hmc-01"))
+    error = ledger.refused(
+        "recall.issue", P.recall_issue("R-1", a.today, again), ledger.key("hmc-01")
+    )
     assert (type(error), error.code) == (Conflict, "recall_exists")
     a.do("recall.complete", P.recall_complete("R-1", a.today), "repair-1")
     assert a.refused("recall.complete", P.recall_complete("R-1", a.today), "repair-1").code == (

@@ -79,7 +79,9 @@ def test_seoul_market_flow(ledger: Any) -> None:
     assert all(f["severity"] == "info" for f in flags)
     # 5. Sale (매도) signed by the dealer and the buyer's own key.
     ledger.advance(days=2)
-    sale = car.do("trade.sale", P.sale(car.buyer_ref, car.today, 42_050), "dealer-01", car.buyer_key)
+    sale = car.do(
+        "trade.sale", P.sale(car.buyer_ref, car.today, 42_050), "dealer-01", car.buyer_key
+    )
     car.left()
     state = car.state
     assert state["status"] == "active" and state["listing"] is None
@@ -112,7 +114,11 @@ def test_a_whole_life(ledger: Any) -> None:
         "recall.issue", P.recall_issue("HMC-21-7", "2021-07-01", vehicles), ledger.key("hmc-01")
     )
     car.do("lien.register", P.lien_register("HC-1", "2021-08-01"), "hana-01")
-    car.do("ownership.transfer", P.transfer(owner_a, car.owner_ref, "2022-03-01", 38_000), "registry-01")
+    car.do(
+        "ownership.transfer",
+        P.transfer(owner_a, car.owner_ref, "2022-03-01", 38_000),
+        "registry-01",
+    )
     car.do("registration.record", {"date": "2022-03-01", "plate": "12허3456"}, "registry-01")
     car.do("recall.complete", P.recall_complete("HMC-21-7", "2022-04-01"), "repair-2")
     wrong = car.do("accident.record", P.accident("2023-01-05"), "police-01")
@@ -158,5 +164,7 @@ def test_a_whole_life(ledger: Any) -> None:
     assert entries[dispute]["outcome"] == "upheld"
     assert entries[wrong]["voided_by"] == entries[dispute]["resolved_by"]
     # Still accepted after scrapping: a correction.
-    car.do("record.correct", P.correct(state["scrapped"]["id"], {"odometer_km": 35_101}), "scrap-01")
+    car.do(
+        "record.correct", P.correct(state["scrapped"]["id"], {"odometer_km": 35_101}), "scrap-01"
+    )
     assert car.state["scrapped"]["km"] == 35_101

@@ -5,7 +5,20 @@ from __future__ import annotations
 import pytest
 
 from carledger.errors import InvalidInput
-from carledger.vehicle.schema import Bool, Date, Enum, Hex, Int, List, Map, Nullable, Obj, Str, Time, opt
+from carledger.vehicle.schema import (
+    Bool,
+    Date,
+    Enum,
+    Hex,
+    Int,
+    List,
+    Map,
+    Nullable,
+    Obj,
+    Str,
+    Time,
+    opt,
+)
 
 SCHEMA = Obj(
     {

@@ -40,7 +40,12 @@ def test_check_digit_x() -> None:
 
 
 def test_other_regions_never_refuse_on_the_check_digit() -> None:
-    for text in ("KMHLM41D0R0000001", "KNAGM4A75D5123456", "WVWZZZ1JZXW000001", "JT2AE09W0P0000001"):
+    for text in (
+        "KMHLM41D0R0000001",
+        "KNAGM4A75D5123456",
+        "WVWZZZ1JZXW000001",
+        "JT2AE09W0P0000001",
+    ):
         assert vin.check_digit_status(text) == "not_applicable"
         vin.check_canonical(text)
 

@@ -47,7 +47,9 @@ def register(date: str, fuel: str = "gasoline") -> dict[str, Any]:
     }
 
 
-def registration(date: str, plate: str | None = None, use: str | None = "private") -> dict[str, Any]:
+def registration(
+    date: str, plate: str | None = None, use: str | None = "private"
+) -> dict[str, Any]:
     out: dict[str, Any] = {"date": date, "first_registered_on": date}
     if plate is not None:
         out["plate"] = plate
@@ -336,7 +338,9 @@ class Car:
     def born(self) -> Car:
         self.do("vehicle.register", register("2022-01-03"), "hmc-01")
         self.do("registration.record", registration("2022-01-10", self.plate), "registry-01")
-        self.do("ownership.transfer", transfer(None, self.owner_ref, "2022-01-10", 10), "registry-01")
+        self.do(
+            "ownership.transfer", transfer(None, self.owner_ref, "2022-01-10", 10), "registry-01"
+        )
         return self
 
     def bought(self, dealer: str = "dealer-01", market: str = MARKET, km: int = 30_000) -> Car:

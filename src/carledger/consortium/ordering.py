@@ -508,8 +508,31 @@ class EtcdOrdering:
 
     def _read_head(self) -> _LeaderView:
         kv = self.client.get(self.keys.head)
+        ledger = self.node.ledger
+        if kv is None and ledger.height == 0:
+            return _LeaderView(0, genesis_block_time(ledger.genesis), 0)
         if kv is None:
-            return _LeaderView(0, genesis_block_time(self.node.ledger.genesis), 0)
+            # etcd lost the chain (recreated empty) but nodes have blocks. Only a leader
+            # at least as far as every live node may carry the head over, or it would
+            # append a second, different block at a height another node already has.
+            live = self.client.range(self.keys.nodes, E.prefix_end(self.keys.nodes)).kvs
+            highest = max((int(json.loads(n.value)["height"]) for n in live), default=0)
+            if highest > ledger.height:
+                raise OrderingError(
+                    "etcd_head_lost",
+                    f"etcd has no chain head and a live node is at height {highest}, beyond "
+                    f"this leader's {ledger.height}; waiting for it to lead or for catch-up.",
+                )
+            head = ledger.head
+            doc = {"height": head.height, "time": head.time}
+            result = self.client.txn(
+                [E.compare(self.keys.head, "CREATE", 0)],
+                [E.op_put(self.keys.head, json.dumps(doc).encode())],
+            )
+            if not result.succeeded:
+                raise OrderingError("append_conflict", "The chain head appeared meanwhile.")
+            log.warning("etcd had no chain head; carried it over at height %d", head.height)
+            return _LeaderView(head.height, head.time, result.revision)
         doc = json.loads(kv.value)
         return _LeaderView(int(doc["height"]), str(doc["time"]), kv.mod_revision)
 
@@ -518,12 +541,22 @@ class EtcdOrdering:
             self.keys.pending, E.prefix_end(self.keys.pending), limit=64, sort_target="CREATE"
         ).kvs
 
+    @staticmethod
+    def _batch_txs(kv: E.KV) -> list[dict[str, Any]]:
+        """A pending batch's transactions; a malformed batch (never written by a node) is
+        treated as empty, so it is deleted with the next block instead of blocking the chain."""
+        try:
+            return decode_txs(kv.value)
+        except LedgerError:
+            log.error("dropping malformed pending batch %r", kv.key)
+            return []
+
     def _cut(self, view: _LeaderView) -> bool:
         """Append one block from pending batches; False when there was nothing to cut."""
         batches = self._pending_batches()
         if not batches:
             return False
-        total = sum(len(decode_txs(b.value)) for b in batches)
+        total = sum(len(self._batch_txs(b)) for b in batches)
         if total < self.settings.block_max_txs and len(batches) < 64:
             # Give a burst a moment to fill the block instead of cutting tiny ones.
             self._stop.wait(self.settings.block_interval_ms / 2000)
@@ -534,7 +567,7 @@ class EtcdOrdering:
         seen: set[str] = set()
         store = self.node.ledger.store
         for kv in batches:
-            wires = decode_txs(kv.value)
+            wires = self._batch_txs(kv)
             n = sum(wire_size(w) for w in wires)
             if chosen and (
                 size + n > BLOCK_BYTES
@@ -588,8 +621,7 @@ class EtcdOrdering:
             view.recent[raw.id] = None
         while len(view.recent) > 100_000:
             view.recent.popitem(last=False)
-        self._cache[height] = proposal
-        self._inbox.put(("wake", None))
+        self._inbox.put(("proposal", proposal))  # the applier need not read it back
         return True
 
     # -- watching ---------------------------------------------------------------------------
@@ -634,9 +666,12 @@ class EtcdOrdering:
             try:
                 if kind == "kv":
                     self._on_log_kv(item)
-                if kind in ("resync", "tick", "wake") or time.monotonic() - last_sync > 1.0:
+                elif kind == "proposal" and item.height > self.node.ledger.height:
+                    self._cache[item.height] = item
+                    self._apply_cached()
+                if kind in ("resync", "tick") or time.monotonic() - last_sync > 1.0:
                     last_sync = time.monotonic()
-                    self._sync(with_sigs=kind != "wake")
+                    self._sync(with_sigs=True)
                 self._drain_sigs()
                 self._publish_sigs()
             except LedgerError as exc:

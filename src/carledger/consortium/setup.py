@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from carledger.crypto.keys import SigningKey
-from carledger.errors import InvalidInput
+from carledger.errors import InvalidInput, StorageError
 from carledger.ledger.genesis import Genesis
 from carledger.node.home import Home, env_passphrase, write_key_file
 
@@ -54,7 +54,7 @@ def prepare_home(home: Home, options: ConsortiumOptions) -> None:
     genesis = Genesis.load(options.genesis)
     if home.exists():
         if home.genesis().bytes != genesis.bytes:
-            raise InvalidInput(
+            raise StorageError(
                 "genesis_mismatch",
                 f"{home.path} holds a different chain than {options.genesis}.",
             )

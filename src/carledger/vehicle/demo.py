@@ -36,6 +36,11 @@ index  case
 9      an electric car: battery reports, battery pack swap, recall done
 =====  ================================================================
 
+Later cars get, at random, accidents and claims, liens (released before the sale),
+leases, rental cars turned private (plate change), owner changes, a dealer rollback
+(1.5 %), a theft (0.3 %), services after the sale, and scrapping of cars twelve years
+old or more.
+
 Memory is bounded by the cars in the market at once (about ``per_day`` times the
 length of a trade cycle), not by ``vehicles``, so the stream scales to millions of
 records. Block times: ``at`` is the simulated time the record is submitted
@@ -585,7 +590,7 @@ class _Sim:
             events.append((rng.randint(t + 30 * DAY, today - 20 * DAY), "accident"))
         if idx == 4 or (idx >= 10 and rng.random() < 0.08):
             events.append((rng.randint(t, today - 10 * DAY), "lien"))
-        if idx == 8:
+        if idx == 8 or (idx >= 10 and rng.random() < 0.003):
             events.append((rng.randint(t + 10 * DAY, today - 60 * DAY), "theft"))
         if idx == 5:
             events.append((today - 40 * DAY, "flood"))
@@ -829,7 +834,7 @@ class _Sim:
         dealer = self.pick(self.dealers)
         gated = car.index < 10 or rng.random() < 0.85
         market = GATED_MARKET if gated else OPEN_MARKET
-        if car.index == 0:
+        if car.index == 0 or (car.index >= 10 and rng.random() < 0.015):
             car.offset += car.km * 45 // 100  # the dealer turns the odometer back
         price = self.value(car)
         self.car_record(
@@ -1023,7 +1028,8 @@ class _Sim:
     def after(self, car: _Car) -> Story:
         """Some life after the sale: a service (with any open recall done), scrapping."""
         rng = self.rng
-        if not (car.recalls or car.index in (4, 9) or rng.random() < 0.25):
+        worn_out = car.index >= 10 and self.net.start.year - car.year >= 12 and rng.random() < 0.3
+        if not (car.recalls or car.index in (4, 9) or worn_out or rng.random() < 0.25):
             return
         yield self.now + rng.randint(20, 80) * DAY
         car.distance += car.daily_km * 50
@@ -1058,8 +1064,9 @@ class _Sim:
                     shop.key,
                 )
             self.battery(car, self.now, shop.key)
-        if car.index == 4:
+        if car.index == 4 or worn_out:
             yield self.now + rng.randint(5, 20) * DAY
+            signers = [self.scrap, self.lender.key] if car.liens else [self.scrap]
             self.car_record(
                 car,
                 "vehicle.scrap",
@@ -1068,8 +1075,7 @@ class _Sim:
                     "odometer_km": car.km,
                     "certificate_hash": _hash("scrap", car.vin),
                 },
-                self.scrap,
-                self.lender.key,
+                *signers,
             )
             car.scrapped = True
 

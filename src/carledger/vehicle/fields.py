@@ -14,8 +14,6 @@ chain). A reference is one of:
 
 from __future__ import annotations
 
-from typing import Any
-
 from carledger.vehicle import vin as _vin
 from carledger.vehicle.schema import Custom, Date, Enum, Hex, Int, Nullable, Str
 
@@ -40,7 +38,6 @@ __all__ = [
     "TXID",
     "USES",
     "VIN",
-    "keys_of_refs",
     "ref_key",
     "ref_org",
 ]
@@ -86,8 +83,3 @@ def ref_key(ref: str | None) -> str | None:
 def ref_org(ref: str | None) -> str | None:
     """The organisation behind an ``org:`` reference, else None."""
     return ref[4:] if ref is not None and ref.startswith("org:") else None
-
-
-def keys_of_refs(*refs: Any) -> frozenset[str]:
-    """Public keys named by ``key:`` references among ``refs`` (others are ignored)."""
-    return frozenset(k for r in refs if isinstance(r, str) and (k := ref_key(r)) is not None)

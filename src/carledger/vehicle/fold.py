@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from carledger.errors import VerificationFailure
@@ -530,14 +531,13 @@ def _refix(entry: Entry) -> Entry:
     return out
 
 
+_LISTS = ("owners", "plates", "uses", "usage", "inspections", "accidents", "battery", "thefts")
+
+
 def _map_entries(s: State, fn: Callable[[str, Entry], Entry]) -> None:
     """Apply ``fn(collection, entry)`` to every entry, copying only what changes."""
-    for key in ("owners", "plates", "uses", "usage", "inspections", "accidents", "battery"):
-        items = s[key]
-        new = [fn(key, e) for e in items]
-        if any(a is not b for a, b in zip(new, items, strict=True)):
-            s[key] = new
-    s["thefts"] = _map_list(s["thefts"], lambda e: fn("thefts", e))
+    for key in _LISTS:
+        s[key] = _map_list(s[key], partial(fn, key))
     for key in ("liens", "recalls", "parts"):
         items = s[key]
         changed = {k: fn(key, v) for k, v in items.items()}
@@ -547,8 +547,8 @@ def _map_entries(s: State, fn: Callable[[str, Entry], Entry]) -> None:
         if s[key] is not None:
             s[key] = fn(key, s[key])
     odo = s["odometer"]
-    readings = _map_list(odo["readings"], lambda e: fn("readings", e))
-    exceptions = _map_list(odo["exceptions"], lambda e: fn("exceptions", e))
+    readings = _map_list(odo["readings"], partial(fn, "readings"))
+    exceptions = _map_list(odo["exceptions"], partial(fn, "exceptions"))
     if readings is not odo["readings"] or exceptions is not odo["exceptions"]:
         readings = sorted(readings, key=lambda e: (e["on"], e["n"]))
         s["odometer"] = {"readings": flag_series(readings, exceptions), "exceptions": exceptions}

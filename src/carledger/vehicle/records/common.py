@@ -46,8 +46,12 @@ __all__ = [
     "authorize",
     "check_dates",
     "check_head",
+    "extend",
+    "no_parties",
     "party_signed",
     "record_of",
+    "refs_parties",
+    "require_live",
     "require_market",
     "require_not_listed",
     "require_not_stolen",
@@ -199,6 +203,24 @@ def require_not_listed(ctx: Ctx) -> None:
         )
 
 
+def require_live(vin: str, state: dict[str, Any] | None) -> None:
+    """Refuse (``vehicle_scrapped``) a record for a scrapped car."""
+    if queries.is_scrapped(state):
+        raise RuleViolation(
+            "vehicle_scrapped",
+            f"{vin} was scrapped; it accepts only corrections and disputes.",
+            vin=vin,
+        )
+
+
+def extend(
+    view: StateView, vin: str, state: dict[str, Any] | None, record: Record
+) -> dict[str, Any]:
+    """The writes that add an accepted ``record`` to ``vin``: its new state and indexes."""
+    new = fold(vin, state, record)
+    return {vehicle_key(vin): new, **index_writes(view, vin, state, new)}
+
+
 def require_market(view: StateView, market: str) -> dict[str, Any]:
     entry = view.get(market_key(market))
     if entry is None:
@@ -233,19 +255,14 @@ class VinRecord:
         keys, orgs = self.parties(payload)
         authorize(tx, self.roles, self.cosign, keys, orgs)
         vin = self.vin_of(view, payload)
-        key = vehicle_key(vin)
-        state = view.get(key)
+        state = view.get(vehicle_key(vin))
         check_head(vin, state, payload["prev"])
-        if not self.after_scrap and queries.is_scrapped(state):
-            raise RuleViolation(
-                "vehicle_scrapped",
-                f"{vin} was scrapped; it accepts only corrections and disputes.",
-            )
+        if not self.after_scrap:
+            require_live(vin, state)
         ctx = Ctx(view, tx, block, vin, state)
         check_dates(payload, self.dates, ctx.today)
         extra = self.rule(ctx) if self.rule is not None else None
-        new = fold(vin, state, record_of(tx, block))
-        writes: dict[str, Any] = {key: new, **index_writes(view, vin, state, new)}
+        writes = extend(view, vin, state, record_of(tx, block))
         if extra:
             writes.update(extra)
         return Effects(writes=writes, vins=(vin,))

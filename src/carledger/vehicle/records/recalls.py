@@ -19,15 +19,16 @@ from carledger.ledger.contracts import BlockContext, Contract, Effects, StateVie
 from carledger.vehicle import queries
 from carledger.vehicle.clock import local_date
 from carledger.vehicle.fields import DATE, KM, PREV, VIN
-from carledger.vehicle.fold import fold
-from carledger.vehicle.indexes import index_writes, vehicle_key
+from carledger.vehicle.indexes import vehicle_key
 from carledger.vehicle.records.common import (
     Ctx,
     VinRecord,
     authorize,
     check_dates,
     check_head,
+    extend,
     record_of,
+    require_live,
 )
 from carledger.vehicle.schema import List, Obj, Str, opt
 
@@ -69,22 +70,15 @@ def _issue(view: StateView, tx: TxContext, block: BlockContext) -> Effects:
     check_dates(p, ("date",), local_date(block.time))
     record = record_of(tx, block)
     writes: dict[str, Any] = {}
-    vins: list[str] = []
     for item in p["vehicles"]:
         vin = item["vin"]
         state = view.get(vehicle_key(vin))
         check_head(vin, state, item["prev"])
-        if queries.is_scrapped(state):
-            raise RuleViolation(
-                "vehicle_scrapped", f"{vin} was scrapped; leave it out of the recall.", vin=vin
-            )
+        require_live(vin, state)
         if state is not None and p["campaign"] in state["recalls"]:
             raise Conflict("recall_exists", f"{vin} already has recall {p['campaign']}.", vin=vin)
-        new = fold(vin, state, record)
-        writes[vehicle_key(vin)] = new
-        writes.update(index_writes(view, vin, state, new))
-        vins.append(vin)
-    return Effects(writes=writes, vins=tuple(vins))
+        writes.update(extend(view, vin, state, record))
+    return Effects(writes=writes, vins=tuple(item["vin"] for item in p["vehicles"]))
 
 
 COMPLETE = Obj(

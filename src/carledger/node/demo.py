@@ -1,0 +1,68 @@
+"""``carledger up --demo``: a node's data directory filled with a demo market.
+
+The demo is the generated Seoul used-car market of :mod:`carledger.vehicle.demo`,
+committed block by block through the same :meth:`Ledger.apply` every block takes.
+Its keys are derived from a public seed, so they are test fixtures, never secrets:
+a few of them are written, unencrypted, to ``DIR/demo-keys/`` for the README tour.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from pathlib import Path
+from typing import Any
+
+from carledger.ledger.block import Proposal, RawTx
+from carledger.ledger.genesis import Genesis
+from carledger.node.home import Home, write_key_file
+from carledger.vehicle import demo
+
+__all__ = ["DEMO_START", "create_demo"]
+
+#: Demo history starts here; live blocks follow at the clock's time.
+DEMO_START = dt.date(2026, 3, 2)
+DEMO_VALIDATOR = "node-1"
+TOUR_MEMBERS = ("dealer-001", "inspector-01", "repair-01", "registry-01", "gate-1")
+
+
+def create_demo(home: Home, *, vehicles: int, seed: int) -> dict[str, Any]:
+    """Create ``home`` with a demo chain of ``vehicles`` vehicles; return counts."""
+    network = demo.build_network(str(seed), DEMO_START)
+    doc = dict(network.genesis)
+    # One node serves the demo, so it is the only validator and certifies alone.
+    doc["validators"] = [v for v in doc["validators"] if v["id"] == DEMO_VALIDATOR]
+    genesis = Genesis.from_dict(doc)
+    home.initialise(genesis, DEMO_VALIDATOR, network.validators[DEMO_VALIDATOR], None)
+    keys = home.path / "demo-keys"
+    for name in TOUR_MEMBERS:
+        if name in network.members:
+            write_key_file(keys / f"{name}.key", network.key(name), None)
+    ledger = home.open_ledger(None)
+    records = blocks = 0
+    try:
+        items = demo.transactions(network, random.Random(seed), vehicles=vehicles)
+        for when, txs in demo.plan_blocks(items):
+            proposal = Proposal(
+                ledger.height + 1,
+                when,
+                DEMO_VALIDATOR,
+                tuple(RawTx(t.body, t.signatures) for t in txs),
+            )
+            ledger.apply(proposal)
+            records += len(txs)
+            blocks += 1
+    finally:
+        ledger.store.close()
+    (home.path / "demo-keys" / "README.txt").write_text(
+        "Keys of demo members, derived from a public seed: for trying carledger only.\n"
+        "Example: carledger history <VIN> ; carledger submit odometer.reading "
+        "'{...}' --key demo-keys/repair-01.key\n",
+        encoding="utf-8",
+    )
+    return {
+        "vehicles": vehicles,
+        "records": records,
+        "blocks": blocks,
+        "path": str(Path(home.path)),
+    }
