@@ -41,6 +41,4 @@ def node_factory() -> Iterator[Callable[..., NodeProcess]]:
 
     yield make
     for node in started:
-        if node.proc.poll() is None:
-            node.proc.kill()
-            node.proc.wait(timeout=30)
+        node.kill()

@@ -26,15 +26,31 @@ class NodeProcess:
     port: int
     proc: subprocess.Popen[str]
     output: list[str] = field(default_factory=list)
+    pump: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Signal the node, wait for it to exit, and return its exit status."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        return self.proc.wait(timeout=60)
+        code = self.proc.wait(timeout=60)
+        self.close()
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=60)
+        self.close()
+
+    def close(self) -> None:
+        if self.pump is not None:
+            self.pump.join(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 def start_node(data: Path, *args: str, env: dict[str, str] | None = None) -> NodeProcess:
@@ -71,8 +87,9 @@ def start_node(data: Path, *args: str, env: dict[str, str] | None = None) -> Nod
                 ready.set()
         ready.set()
 
-    threading.Thread(target=pump, daemon=True).start()
+    node.pump = threading.Thread(target=pump, daemon=True)
+    node.pump.start()
     if not ready.wait(timeout=180) or proc.poll() is not None:
-        proc.kill()
+        node.kill()
         raise RuntimeError("node did not start:\n" + "".join(node.output))
     return node

@@ -172,16 +172,7 @@ def create_app(node: Node) -> FastAPI:
                 headers = {"Retry-After": str(retry)}
             return problem_response(error, headers)
         if only["status"] == "refused":
-            problem = {
-                "type": f"urn:carledger:error:{only['code']}",
-                "title": "refused in block",
-                "status": 422,
-                "code": only["code"],
-                "detail": f"The transaction was committed at height {only['height']} "
-                f"but refused: {only['code']}.",
-                "context": {"id": only["id"], "height": only["height"], "index": only["index"]},
-            }
-            return problem_response(problem)
+            return problem_response(only["error"])
         status = 200 if only["status"] == "committed" else 202
         return JSONResponse(only, status_code=status)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -13,6 +16,33 @@ from carledger.cli.main import DataOpt, app, console, run_guarded
 from carledger.errors import InvalidInput
 from carledger.node.home import Home, env_passphrase
 from carledger.node.service import Node, NodeSettings
+
+
+class _Server:
+    """uvicorn's server, minus re-raising SIGINT/SIGTERM after its graceful shutdown.
+
+    uvicorn re-raises a captured signal once it has stopped serving, which would end
+    the process before the node commits what it acknowledged. Here the signal only
+    asks the server to stop; ``up`` then stops the node and exits normally.
+    """
+
+    def __new__(cls, config: Any) -> Any:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                previous = {
+                    sig: signal.signal(sig, self.handle_exit)
+                    for sig in (signal.SIGINT, signal.SIGTERM)
+                }
+                try:
+                    yield
+                finally:
+                    for sig, handler in previous.items():
+                        signal.signal(sig, handler)
+
+        return Server(config)
 
 
 @app.command()
@@ -104,7 +134,7 @@ def up(
         f"http://{host}:{port}/  (API docs at /docs)"
     )
     try:
-        server = uvicorn.Server(
+        server = _Server(
             uvicorn.Config(
                 create_app(node),
                 host=host,

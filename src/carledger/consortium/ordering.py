@@ -51,13 +51,13 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge
 
-from carledger.errors import LedgerError, OrderingError, StorageError
+from carledger.errors import LedgerError, NotFound, OrderingError, StorageError
 from carledger.ledger.block import CheckpointSignature, Proposal, RawTx, format_time
 from carledger.ledger.ledger import CommittedBlock, genesis_block_time
 from carledger.ledger.tx import Transaction
 
 from . import etcd as E
-from .catchup import PeerFetcher, check_fetched
+from .catchup import FetchedBlock, PeerFetcher, check_fetched
 from .certify import Certifier, ValidatorHistory, Verdict
 from .faults import apply_test_fault
 from .layout import (
@@ -778,9 +778,8 @@ class EtcdOrdering:
         ledger = self.node.ledger
         while not self._stop.is_set() and not self.diverged and ledger.height < upto:
             height = ledger.height + 1
-            fetched = self._fetcher.fetch(self._peer_urls(), height)
             keys = self._keys_in_force_before(height)
-            proposal, certificate = check_fetched(fetched, ledger.head, keys)
+            fetched, proposal, certificate = self._fetch_checked(height, keys)
             block = self.node.commit(proposal, signatures_ok=self._verify_signatures(proposal.txs))
             self.metrics.caught_up.inc()
             if block.header.hash != fetched.header.hash:
@@ -800,6 +799,25 @@ class EtcdOrdering:
                 self._drain_sigs()
                 log.info("caught up to height %d from %s", height, fetched.source)
         self._drain_sigs()
+
+    def _fetch_checked(
+        self, height: int, keys: dict[str, str]
+    ) -> tuple[FetchedBlock, Proposal, list[CheckpointSignature]]:
+        """Block ``height`` from the first peer whose copy passes :func:`check_fetched`."""
+        reasons = []
+        for url in self._peer_urls():
+            try:
+                fetched = self._fetcher.fetch([url], height)
+                proposal, certificate = check_fetched(fetched, self.node.ledger.head, keys)
+            except LedgerError as exc:
+                reasons.append(f"{url}: {exc.message}")
+                continue
+            return fetched, proposal, certificate
+        raise NotFound(
+            "block_unavailable",
+            f"No peer provided a certified block {height} ({'; '.join(reasons) or 'no peers'}).",
+            height=height,
+        )
 
     def _keys_in_force_before(self, height: int) -> dict[str, str]:
         """Validators in force at ``height`` as known from the state after ``height - 1``."""
@@ -871,15 +889,17 @@ class EtcdOrdering:
 
     def _judge(self, height: int) -> None:
         verdict: Verdict = self._certifier.verdict(height)
-        for validator in verdict.dissenters - self._dissenters:
+        # Dissent counts only against a certified checkpoint (before that, it may be
+        # this node that is wrong), and never against this node itself.
+        named = verdict.dissenters if verdict.certified is not None else frozenset()
+        for validator in named - self._dissenters - {self.validator}:
             self._dissenters.add(validator)
             self.metrics.dissenters.labels(validator).set(1)
             log.error(
-                "validator %s signed a checkpoint at height %d that differs from the %s one; "
-                "its signatures are left out of certificates",
+                "validator %s signed a checkpoint at height %d that differs from the certified "
+                "one; its signatures are left out of certificates",
                 validator,
                 height,
-                "certified" if verdict.certified else "local",
             )
         if verdict.is_diverged:
             assert verdict.certified is not None

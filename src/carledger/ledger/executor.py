@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from carledger.errors import Conflict, InvalidInput, LedgerError
+from carledger.errors import Conflict, InvalidInput, LedgerError, VerificationFailure
 from carledger.ledger.block import OK, RawTx
 from carledger.ledger.contracts import BlockContext, ContractRegistry, Signer, TxContext
 from carledger.ledger.membership import resolve_signer
@@ -49,6 +49,8 @@ class TxResult:
     signer: str = ""
     nonce: str = ""
     authentic: bool = True
+    #: The HTTP status of the refusal's error category (0 when accepted).
+    status: int = 0
 
     @property
     def ok(self) -> bool:
@@ -129,7 +131,9 @@ class Executor:
         try:
             tx = Transaction.from_body(raw.body, raw.signatures)
         except LedgerError as exc:
-            return TxResult(raw.id, exc.code, raw, message=exc.message, authentic=False)
+            return TxResult(
+                raw.id, exc.code, raw, message=exc.message, authentic=False, status=exc.status
+            )
         ok = signatures_ok.get(tx.id) if signatures_ok is not None else None
         if ok is None:
             ok = not tx.bad_signers()
@@ -141,6 +145,7 @@ class Executor:
                 tx.type,
                 message="A signature does not verify over the body.",
                 authentic=False,
+                status=VerificationFailure.status,
             )
         try:
             replay = replayed(tx)
@@ -164,6 +169,7 @@ class Executor:
                 message=exc.message,
                 signer=tx.signers[0],
                 nonce=tx.nonce,
+                status=exc.status,
             )
         except Exception as exc:
             # A contract bug must not stop the chain. The failure is deterministic
@@ -178,6 +184,7 @@ class Executor:
                 message=type(exc).__name__,
                 signer=tx.signers[0],
                 nonce=tx.nonce,
+                status=500,
             )
         return TxResult(tx.id, OK, raw, tx.type, effects.vins, signer=tx.signers[0], nonce=tx.nonce)
 

@@ -24,6 +24,7 @@ class Mempool:
         self.capacity = capacity
         self._txs: OrderedDict[str, Transaction] = OrderedDict()
         self._cond = threading.Condition()
+        self._wakes = 0
 
     def __len__(self) -> int:
         return len(self._txs)
@@ -71,11 +72,16 @@ class Mempool:
             return batch
 
     def wait(self, count: int, timeout: float) -> int:
-        """Block until at least ``count`` are pending or ``timeout`` seconds pass."""
+        """Block until ``count`` are pending, ``timeout`` seconds pass, or :meth:`wake`."""
         with self._cond:
-            self._cond.wait_for(lambda: len(self._txs) >= count, timeout=timeout)
+            woken = self._wakes
+            self._cond.wait_for(
+                lambda: len(self._txs) >= count or self._wakes != woken, timeout=timeout
+            )
             return len(self._txs)
 
     def wake(self) -> None:
+        """End every current :meth:`wait` (used to stop the block cutter)."""
         with self._cond:
+            self._wakes += 1
             self._cond.notify_all()

@@ -53,6 +53,7 @@ class Outcome:
     height: int | None = None
     seq: int | None = None
     code: str | None = None
+    refusal: tuple[int, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "status": self.status}
@@ -60,6 +61,16 @@ class Outcome:
             out.update(height=self.height, index=self.seq, code=self.code)
         if self.error is not None:
             out["error"] = self.error.to_problem()
+        if self.refusal is not None:
+            out["error"] = {
+                "type": f"urn:carledger:error:{self.code}",
+                "title": "refused in block",
+                "status": self.refusal[0],
+                "code": self.code,
+                "detail": self.refusal[1]
+                or f"The transaction was committed at height {self.height} but refused.",
+                "context": {"id": self.id, "height": self.height, "index": self.seq},
+            }
         return out
 
 
@@ -84,7 +95,7 @@ class _Waiter:
 
     def __init__(self) -> None:
         self.event = threading.Event()
-        self.result: tuple[int, int, str] | None = None
+        self.result: tuple[int, int, str, int, str] | None = None
 
 
 class Metrics:
@@ -240,7 +251,9 @@ class Node:
                 continue
             waiter = pending
             if waiter.event.wait(max(0.0, deadline - time.monotonic())) and waiter.result:
-                outcome.height, outcome.seq, outcome.code = waiter.result
+                outcome.height, outcome.seq, outcome.code, status, message = waiter.result
+                if outcome.code != "ok":
+                    outcome.refusal = (status, message)
                 outcome.status = "committed" if outcome.code == "ok" else "refused"
             self._forget(outcome.id, waiter)
         return outcomes
@@ -261,7 +274,13 @@ class Node:
                 if started is not None:
                     self.metrics.commit_latency.observe(now - started)
                 for waiter in self._waiters.get(result.id, []):
-                    waiter.result = (block.header.height, seq, result.code)
+                    waiter.result = (
+                        block.header.height,
+                        seq,
+                        result.code,
+                        result.status,
+                        result.message,
+                    )
                     waiter.event.set()
                 self.metrics.committed.labels(result.code).inc()
         self.metrics.height.set(block.header.height)
