@@ -344,6 +344,10 @@ class EtcdOrdering:
                     # Without a confirmed lease this node may no longer lead; appends
                     # are fenced anyway, this just stops trying.
                     self._set_leader(False)
+            except Exception:
+                # A bug must not silently end the session thread: log it and go on.
+                log.exception("etcd session failed unexpectedly")
+                self._set_leader(False)
             self._stop.wait(max(0.2, ttl / 4))
 
     def _node_name(self) -> str:
@@ -425,8 +429,17 @@ class EtcdOrdering:
                 while not self._submissions and not self._stop.is_set():
                     self._sub_cond.wait(1.0)
                 subs, self._submissions = self._submissions, []
-            if subs:
+            if not subs:
+                continue
+            try:
                 self._flush(subs)
+            except Exception:
+                log.exception("submission flush failed unexpectedly")
+                for sub in subs:
+                    sub.results = [
+                        OrderingError("ordering_unavailable", "The node could not queue this.")
+                    ] * len(sub.wires)
+                    sub.done.set()
 
     def _flush(self, subs: list[_Submission]) -> None:
         """Write the submissions as pending batches, a few batches per etcd request."""
@@ -505,6 +518,10 @@ class EtcdOrdering:
                 log.warning("leader: %s", exc.diagnostics())
                 view = None
                 self._stop.wait(0.2)
+            except Exception:
+                log.exception("leader failed unexpectedly")
+                view = None
+                self._stop.wait(1.0)
 
     def _read_head(self) -> _LeaderView:
         kv = self.client.get(self.keys.head)
@@ -651,6 +668,12 @@ class EtcdOrdering:
                 self.metrics.etcd_errors.inc()
                 log.warning("watch: %s", exc.diagnostics())
                 self._stop.wait(0.3)
+            except Exception:
+                if self._stop.is_set():
+                    return
+                log.exception("watch failed unexpectedly")
+                rev = 0
+                self._stop.wait(1.0)
 
     # -- applying ---------------------------------------------------------------------------
 
@@ -680,6 +703,10 @@ class EtcdOrdering:
                 if not isinstance(exc, E.EtcdUnavailable):
                     self.node.problem = exc.diagnostics()
                 self._stop.wait(0.5)
+            except Exception as exc:
+                log.exception("apply failed unexpectedly")
+                self.node.problem = f"block application failed: {exc!r}"
+                self._stop.wait(1.0)
 
     def _on_log_kv(self, kv: E.KV) -> None:
         kind, height, validator = self.keys.parse_log_key(kv.key)

@@ -41,7 +41,8 @@ def create_demo(home: Home, *, vehicles: int, seed: int) -> dict[str, Any]:
     ledger = home.open_ledger(None)
     records = blocks = 0
     try:
-        items = demo.transactions(network, random.Random(seed), vehicles=vehicles)
+        rng = random.Random(seed)  # noqa: S311 (reproducible demo data, not secrets)
+        items = demo.transactions(network, rng, vehicles=vehicles)
         for when, txs in demo.plan_blocks(items):
             proposal = Proposal(
                 ledger.height + 1,

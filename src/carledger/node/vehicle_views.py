@@ -146,7 +146,8 @@ def event_payload(
     seq: int, height: int, tx_id: str, code: str, envelope: dict[str, Any]
 ) -> dict[str, Any]:
     """What the event stream says about one committed transaction."""
-    payload = envelope.get("payload") if isinstance(envelope.get("payload"), dict) else {}
+    raw = envelope.get("payload")
+    payload: dict[str, Any] = raw if isinstance(raw, dict) else {}
     return {
         "seq": seq,
         "height": height,
