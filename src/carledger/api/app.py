@@ -180,6 +180,13 @@ def create_app(node: Node) -> FastAPI:
     def get_transaction(tx_id: str) -> dict[str, Any]:
         return views.transaction_view(ledger, tx_id)
 
+    @app.get("/v1/vehicles", summary="VINs with records on this chain, in VIN order")
+    def get_vehicles(
+        after: str = "",
+        limit: Annotated[int, Query(ge=1, le=views.MAX_PAGE)] = 50,
+    ) -> dict[str, Any]:
+        return vehicle_views.vehicles_view(ledger, after=after, limit=limit)
+
     @app.get("/v1/vehicles/{vin}", summary="A vehicle's current state and derived facts")
     def get_vehicle(vin: str) -> dict[str, Any]:
         return vehicle_views.vehicle_view(ledger, vin)

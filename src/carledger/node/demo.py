@@ -23,7 +23,7 @@ __all__ = ["DEMO_START", "create_demo"]
 #: Demo history starts here; live blocks follow at the clock's time.
 DEMO_START = dt.date(2026, 3, 2)
 DEMO_VALIDATOR = "node-1"
-TOUR_MEMBERS = ("dealer-001", "inspector-01", "repair-01", "registry-01", "gate-1")
+TOUR_MEMBERS = ("dealer-01", "inspector-1", "repair-1", "registry-01", "gate-1", "operator-01")
 
 
 def create_demo(home: Home, *, vehicles: int, seed: int) -> dict[str, Any]:
@@ -38,7 +38,9 @@ def create_demo(home: Home, *, vehicles: int, seed: int) -> dict[str, Any]:
     for name in TOUR_MEMBERS:
         if name in network.members:
             write_key_file(keys / f"{name}.key", network.key(name), None)
-    ledger = home.open_ledger(None)
+    # A crash while seeding leaves a directory to delete, never a node to trust,
+    # so the demo is loaded without an fsync per block.
+    ledger = home.open_ledger(None, durable=False)
     records = blocks = 0
     try:
         rng = random.Random(seed)  # noqa: S311 (reproducible demo data, not secrets)
@@ -57,8 +59,8 @@ def create_demo(home: Home, *, vehicles: int, seed: int) -> dict[str, Any]:
         ledger.store.close()
     (home.path / "demo-keys" / "README.txt").write_text(
         "Keys of demo members, derived from a public seed: for trying carledger only.\n"
-        "Example: carledger history <VIN> ; carledger submit odometer.reading "
-        "'{...}' --key demo-keys/repair-01.key\n",
+        "See the tour in README.md, e.g. carledger submit odometer.reading "
+        "'{...}' --key demo-keys/repair-1.key\n",
         encoding="utf-8",
     )
     return {

@@ -90,9 +90,9 @@ class Home:
         key = SigningKey.from_pem((self.path / "node.key").read_bytes(), passphrase)
         return NodeIdentity(validator, key)
 
-    def open_ledger(self, passphrase: bytes | None = None) -> Ledger:
+    def open_ledger(self, passphrase: bytes | None = None, *, durable: bool = True) -> Ledger:
         genesis = self.genesis()
-        store = SQLiteStore.open(self.db_path)
+        store = SQLiteStore.open(self.db_path, durable=durable)
         try:
             return Ledger(store, genesis, registry_for(genesis), self.identity(passphrase))
         except BaseException:

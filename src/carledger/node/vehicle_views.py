@@ -13,7 +13,14 @@ from carledger.report.summary import summary
 from carledger.vehicle import vin as vins
 from carledger.vehicle.indexes import vehicle_key
 
-__all__ = ["event_payload", "history_view", "listings_view", "report_view", "vehicle_view"]
+__all__ = [
+    "event_payload",
+    "history_view",
+    "listings_view",
+    "report_view",
+    "vehicle_view",
+    "vehicles_view",
+]
 
 
 def _vin(text: str) -> str:
@@ -35,6 +42,32 @@ def vehicle_view(ledger: Ledger, vin: str) -> dict[str, Any]:
         "as_of": {"height": head.height, "time": head.time},
         "summary": summary(state, head.time),
         "state": state,
+    }
+
+
+def vehicles_view(ledger: Ledger, *, after: str = "", limit: int = 50) -> dict[str, Any]:
+    """VINs with records on this chain, in VIN order, ``limit`` at a time after ``after``."""
+    limit = page_limit(limit)
+    rows = _store(ledger).state_prefix(
+        "vehicle/", after=f"vehicle/{after}" if after else "", limit=limit
+    )
+    vehicles = []
+    for key, value in rows:
+        state = json.loads(value)
+        birth = state.get("birth") or {}
+        vehicles.append(
+            {
+                "vin": key[len("vehicle/") :],
+                "records": state["records"],
+                "status": state["status"],
+                "make": birth.get("make"),
+                "model": birth.get("model"),
+                "model_year": birth.get("model_year"),
+            }
+        )
+    return {
+        "vehicles": vehicles,
+        "next": vehicles[-1]["vin"] if len(vehicles) == limit else None,
     }
 
 

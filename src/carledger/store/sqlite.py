@@ -261,8 +261,11 @@ class SQLiteStore(_Reads):
     # -- opening -------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path | str) -> SQLiteStore:
+    def open(cls, path: Path | str, *, durable: bool = True) -> SQLiteStore:
         """Open (creating if absent) the store at ``path`` and bring its schema up to date.
+
+        ``durable=False`` skips the fsync of each commit: only for bulk loads that are
+        redone from scratch after a crash (the demo chain, benchmarks).
 
         Raises :class:`StorageError`: ``store_unreadable`` when the file is not a
         SQLite database (torn or overwritten), ``store_too_new`` when it was written
@@ -272,6 +275,8 @@ class SQLiteStore(_Reads):
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         try:
             conn = cls._connect(path)
+            if not durable:
+                conn.execute("PRAGMA synchronous=OFF")
             store = cls(path, conn)
             store._migrate()
         except sqlite3.DatabaseError as exc:
