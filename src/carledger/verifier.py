@@ -203,7 +203,7 @@ def _verify_one(
     signers: set[str] = set()
     for i, rec in enumerate(records):
         where = f"records[{i}]"
-        tx = _record_tx(rec, where, genesis)
+        tx = _record_tx(rec, i, genesis)
         _check_vin(tx, vin, where)
         _check_signers(rec, tx, members, where)
         height = _need(rec, "height", int, where)
@@ -298,11 +298,10 @@ def _checkpoint(report: dict[str, Any], genesis: Genesis) -> tuple[BlockHeader, 
     cp_doc = _need(report, "checkpoint", dict)
     try:
         checkpoint = Checkpoint.from_dict(_need(cp_doc, "checkpoint", dict, "checkpoint"))
-        signatures = [
-            CheckpointSignature.from_dict(s)
-            for s in _need(cp_doc, "signatures", list, "checkpoint")
-            if isinstance(s, dict)
-        ]
+        raw_signatures = _need(cp_doc, "signatures", list, "checkpoint")
+        if not all(isinstance(s, dict) for s in raw_signatures):
+            raise _fail("report_malformed", "checkpoint.signatures holds a non-object.")
+        signatures = [CheckpointSignature.from_dict(s) for s in raw_signatures]
         header = BlockHeader.from_dict(_need(report, "header", dict))
     except InvalidInput as exc:
         raise _fail("report_malformed", exc.message) from exc
@@ -364,7 +363,8 @@ def _members(report: dict[str, Any], root: bytes) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _record_tx(rec: Any, where: str, genesis: Genesis) -> Transaction:
+def _record_tx(rec: Any, index: int, genesis: Genesis) -> Transaction:
+    where = f"records[{index}]"
     raw = _need(rec, "tx", dict, where)
     try:
         tx = Transaction.from_wire(raw)
@@ -378,7 +378,7 @@ def _record_tx(rec: Any, where: str, genesis: Genesis) -> Transaction:
             "record_signature_invalid",
             f"{where} ({_short(tx.id)}, {tx.type}) has a signature by {_short(bad[0])} that "
             "does not verify over its bytes: the record or the signature was altered.",
-            index=int(where[8:-1]),
+            index=index,
         )
     if rec.get("type") != tx.type:
         raise _fail("report_malformed", f"{where}.type is not the signed record's type.")

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.markup import escape
 from rich.table import Table
 
 from carledger.audit import audit_store
@@ -180,7 +181,7 @@ def verify(
         if report.ok:
             console.print("[bold green]verified[/]: every block replays to the stored bytes")
         for finding in report.findings:
-            console.print(f"[bold red]mismatch[/] at {finding}")
+            console.print(f"[bold red]mismatch[/] at {escape(str(finding))}")
 
     emit(report.to_dict(), as_json, human)
     if not report.ok:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from carledger.errors import InvalidInput, LedgerError
 
@@ -49,7 +50,8 @@ def fail(exc: LedgerError, as_json: bool = False) -> None:
     if as_json:
         print(json.dumps({"error": exc.to_problem()}))
     else:
-        err_console.print(f"[bold red]error:[/] {exc.diagnostics()}", highlight=False)
+        # escape(): the code in brackets must not be taken for Rich markup.
+        err_console.print(f"[bold red]error:[/] {escape(exc.diagnostics())}", highlight=False)
     raise typer.Exit(1)
 
 

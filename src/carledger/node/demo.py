@@ -9,6 +9,7 @@ a few of them are written, unencrypted, to ``DIR/demo-keys/`` for the README tou
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,17 @@ def create_demo(home: Home, *, vehicles: int, seed: int) -> dict[str, Any]:
     genesis = Genesis.from_dict(doc)
     home.initialise(genesis, DEMO_VALIDATOR, network.validators[DEMO_VALIDATOR], None)
     keys = home.path / "demo-keys"
+    index = {}
     for name in TOUR_MEMBERS:
-        if name in network.members:
-            write_key_file(keys / f"{name}.key", network.key(name), None)
+        member = network.members[name]
+        write_key_file(keys / f"{name}.key", member.key, None)
+        index[name] = {
+            "org": member.org,
+            "roles": list(member.roles),
+            "public_key": member.key.public_hex,
+            "key_file": f"{name}.key",
+        }
+    (keys / "members.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     # A crash while seeding leaves a directory to delete, never a node to trust,
     # so the demo is loaded without an fsync per block.
     ledger = home.open_ledger(None, durable=False)

@@ -1,10 +1,16 @@
 """Building a VIN's verifiable report from a node's ledger.
 
-The report (``carledger.report.v1``, described in ``docs/reports.md``) carries the
-summary a buyer reads, every accepted record of the VIN with its signed bytes, who
-signed it and its inclusion proof in the log, the certified checkpoint and its block
-header, and the state proof of the VIN's entry (its head and record count): the
-completeness proof. :func:`carledger.verifier.verify_report` checks all of it offline.
+The report (``carledger.report.v1``, described field by field in ``docs/reports.md``)
+carries the summary a buyer reads, every accepted record of the VIN with its signed
+bytes, who signed it and its inclusion proof in the log, the certified checkpoint and
+its block header, the state proof of the VIN's entry (its head and record count: the
+completeness proof), and the state proofs of the signers' membership entries (so the
+organisations shown are proven, not asserted). With ``since`` it also carries an RFC
+9162 consistency proof from that log size, against which a verifier holding an older
+report checks that both show one history. :func:`carledger.verifier.verify_report`
+checks all of it offline.
+
+Everything is read under the ledger's lock, so all proofs are against one head.
 """
 
 from __future__ import annotations
@@ -13,24 +19,47 @@ import base64
 import json
 from typing import Any
 
+from carledger.errors import InvalidInput
 from carledger.ledger import merkle
 from carledger.ledger.block import BlockHeader
 from carledger.ledger.ledger import Ledger
 from carledger.node.views import _store, checkpoint_view
 from carledger.report.summary import summary
+from carledger.vehicle import vin as vins
 from carledger.vehicle.indexes import vehicle_key
 from carledger.verifier import REPORT_FORMAT
 
-__all__ = ["build_report"]
+__all__ = ["build_report", "report_for"]
 
 PAGE = 1000
 
 
-def build_report(ledger: Ledger, vin: str) -> dict[str, Any]:
-    """The report of ``vin`` (already normalised) proven against the head block."""
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def report_for(ledger: Ledger, vin: str, *, since: int | None = None) -> dict[str, Any]:
+    """The report of a VIN typed by a person (normalised first; see :func:`build_report`)."""
+    return build_report(ledger, vins.normalise(vin), since=since)
+
+
+def build_report(ledger: Ledger, vin: str, *, since: int | None = None) -> dict[str, Any]:
+    """The report of ``vin`` (already normalised) proven against the head block.
+
+    A VIN with no records gets a report with no records and a proof of absence.
+    ``since`` (a log size of an older checkpoint, ``0 < since <= head log size``)
+    adds the consistency proof from it; otherwise raises :class:`InvalidInput`
+    (``invalid_proof_request``).
+    """
     store = _store(ledger)
     with ledger.lock:
         header, value, proof = ledger.prove_state(vehicle_key(vin))
+        if since is not None and not 0 < since <= header.log_size:
+            raise InvalidInput(
+                "invalid_proof_request",
+                f"since is a log size between 1 and {header.log_size} (this checkpoint's).",
+                since=since,
+            )
         rows = []
         after = -1
         while True:
@@ -40,6 +69,8 @@ def build_report(ledger: Ledger, vin: str) -> dict[str, Any]:
                 break
             after = page[-1].seq
         times: dict[int, str] = {}
+        members: dict[str, dict[str, Any]] = {}
+        shown: dict[str, dict[str, Any]] = {}
         records = []
         for tx in rows:
             if tx.height not in times:
@@ -48,17 +79,20 @@ def build_report(ledger: Ledger, vin: str) -> dict[str, Any]:
                 times[tx.height] = BlockHeader.from_bytes(raw).time
             path = merkle.inclusion_proof(store, tx.seq, header.log_size)
             envelope = json.loads(tx.body)
-            signers = []
             for key in envelope["signers"]:
-                member = ledger.state(f"member/{key}") or {}
-                signers.append(
-                    {
+                if key not in members:
+                    _, entry, member_proof = ledger.prove_state(f"member/{key}")
+                    members[key] = {
+                        "value": None if entry is None else _b64(entry),
+                        "proof": member_proof.to_dict(),
+                    }
+                    member = {} if entry is None else json.loads(entry)
+                    shown[key] = {
                         "key": key,
                         "org": member.get("org"),
                         "member": member.get("member"),
                         "roles": member.get("roles", []),
                     }
-                )
             records.append(
                 {
                     "seq": tx.seq,
@@ -66,16 +100,22 @@ def build_report(ledger: Ledger, vin: str) -> dict[str, Any]:
                     "time": times[tx.height],
                     "type": envelope["type"],
                     "tx": {
-                        "body": base64.b64encode(tx.body).decode("ascii"),
+                        "body": _b64(tx.body),
                         "signatures": [s.hex() for s in tx.signatures],
                     },
-                    "signers": signers,
+                    "signers": [shown[key] for key in envelope["signers"]],
                     "inclusion": [h.hex() for h in path],
                 }
             )
         checkpoint = checkpoint_view(ledger, header.height)
+        consistency = None
+        if since is not None:
+            consistency = {
+                "size": since,
+                "proof": [h.hex() for h in merkle.consistency_proof(store, since, header.log_size)],
+            }
     state = None if value is None else json.loads(value)
-    return {
+    report: dict[str, Any] = {
         "format": REPORT_FORMAT,
         "vin": vin,
         "chain": ledger.chain_id,
@@ -88,8 +128,12 @@ def build_report(ledger: Ledger, vin: str) -> dict[str, Any]:
         "header": header.to_dict(),
         "state": {
             "key": vehicle_key(vin),
-            "value": None if value is None else base64.b64encode(value).decode("ascii"),
+            "value": None if value is None else _b64(value),
             "proof": proof.to_dict(),
         },
+        "members": members,
         "records": records,
     }
+    if consistency is not None:
+        report["consistency"] = consistency
+    return report

@@ -15,6 +15,7 @@ contradicts it.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -380,6 +381,4 @@ def vehicle_page(
 
 
 def _tx_id(body_b64: str) -> str:
-    import hashlib
-
     return hashlib.sha256(base64.b64decode(body_b64)).hexdigest()
