@@ -27,6 +27,27 @@ DEMO_VALIDATOR = "node-1"
 TOUR_MEMBERS = ("dealer-01", "inspector-1", "repair-1", "registry-01", "gate-1", "operator-01")
 
 
+def _with_cars_for_sale(items: list[demo.DemoTx]) -> list[demo.DemoTx]:
+    """The longest prefix of the market's history that ends with cars still for sale.
+
+    The generated history runs until every car is sold; a market page of a demo is
+    more useful with about one car in eight still listed. A prefix of the stream is
+    itself a valid history (records come in commit order).
+    """
+    listed: set[str] = set()
+    cars = len({vin for item in items for vin in item.vins})
+    target = max(1, cars // 8)
+    cut = len(items)
+    for i, item in enumerate(items):
+        if item.tx.type == "listing.open":
+            listed.update(item.vins)
+        elif item.tx.type in ("listing.close", "trade.sale"):
+            listed.difference_update(item.vins)
+        if len(listed) >= target:
+            cut = i + 1
+    return items[:cut]
+
+
 def create_demo(home: Home, *, vehicles: int, seed: int) -> dict[str, Any]:
     """Create ``home`` with a demo chain of ``vehicles`` vehicles; return counts."""
     network = demo.build_network(str(seed), DEMO_START)
@@ -53,7 +74,7 @@ def create_demo(home: Home, *, vehicles: int, seed: int) -> dict[str, Any]:
     records = blocks = 0
     try:
         rng = random.Random(seed)  # noqa: S311 (reproducible demo data, not secrets)
-        items = demo.transactions(network, rng, vehicles=vehicles)
+        items = _with_cars_for_sale(list(demo.transactions(network, rng, vehicles=vehicles)))
         for when, txs in demo.plan_blocks(items):
             proposal = Proposal(
                 ledger.height + 1,
