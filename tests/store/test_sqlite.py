@@ -1,0 +1,105 @@
+"""The SQLite store: schema versions, damaged files, atomic blocks, readers' snapshots."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from carledger.errors import StorageError
+from carledger.store.sqlite import SCHEMA_VERSION, SQLiteStore
+
+
+def test_new_store_has_the_current_schema_version(tmp_path: Path) -> None:
+    store = SQLiteStore.open(tmp_path / "a.db")
+    assert store.get_meta("schema_version") == str(SCHEMA_VERSION).encode()
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+    again = SQLiteStore.open(tmp_path / "a.db")  # reopening migrates nothing
+    assert again.get_meta("schema_version") == str(SCHEMA_VERSION).encode()
+    again.close()
+
+
+def test_a_store_from_a_newer_carledger_is_refused(tmp_path: Path) -> None:
+    SQLiteStore.open(tmp_path / "a.db").close()
+    conn = sqlite3.connect(tmp_path / "a.db")
+    conn.execute(
+        "UPDATE meta SET value = ? WHERE key = 'schema_version'",
+        (str(SCHEMA_VERSION + 1).encode(),),
+    )
+    conn.commit()
+    conn.close()
+    with pytest.raises(StorageError) as info:
+        SQLiteStore.open(tmp_path / "a.db")
+    assert info.value.code == "store_too_new"
+
+
+@pytest.mark.parametrize(
+    "content", [b"not a database at all" * 100, b"SQLite format 3\x00" + b"\xff" * 4000]
+)
+def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "a.db").write_bytes(content)
+    with pytest.raises(StorageError) as info:
+        SQLiteStore.open(tmp_path / "a.db")
+    assert info.value.code == "store_unreadable"
+
+
+def test_a_failed_block_leaves_nothing_behind(tmp_path: Path) -> None:
+    store = SQLiteStore.open(tmp_path / "a.db")
+
+    def crash() -> None:
+        with store.write_block() as w:
+            w.write_state({"k/1": b'{"a":1}'})
+            w.insert_block(1, "00" * 32, b"{}")
+            raise RuntimeError("crash in the middle of a block")
+
+    with pytest.raises(RuntimeError):
+        crash()
+    assert store.get_state("k/1") is None
+    assert store.block(1) is None
+    with store.write_block() as w:
+        w.write_state({"k/1": b'{"a":2}'})
+    assert store.get_state("k/1") == b'{"a":2}'
+    store.close()
+
+
+def test_readers_see_only_committed_blocks(tmp_path: Path) -> None:
+    store = SQLiteStore.open(tmp_path / "a.db")
+    with store.write_block() as w:
+        w.write_state({"k/1": b"1"})
+    seen: list[bytes | None] = []
+    inside = threading.Event()
+    release = threading.Event()
+
+    def writer() -> None:
+        with store.write_block() as w:
+            w.write_state({"k/1": b"2"})
+            inside.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    assert inside.wait(10)
+    seen.append(store.get_state("k/1"))  # this thread's own read connection
+    release.set()
+    thread.join()
+    seen.append(store.get_state("k/1"))
+    assert seen == [b"1", b"2"]
+    store.close()
+
+
+def test_state_prefix_and_vin_pages(tmp_path: Path) -> None:
+    store = SQLiteStore.open(tmp_path / "a.db")
+    with store.write_block() as w:
+        w.write_state({f"listing/m/{i:03d}": b"{}" for i in range(10)} | {"listinh/x": b"{}"})
+        w.insert_txs((i, f"{i:064x}", 1, "ok", True, b"{}", ()) for i in range(6))
+        w.insert_vin_index(("VIN1", i) for i in range(0, 6, 2))
+    keys = [k for k, _ in store.state_prefix("listing/")]
+    assert keys == [f"listing/m/{i:03d}" for i in range(10)]
+    page = store.state_prefix("listing/", after="listing/m/004", limit=3)
+    assert [k for k, _ in page] == ["listing/m/005", "listing/m/006", "listing/m/007"]
+    assert [t.seq for t in store.txs_of_vin("VIN1")] == [0, 2, 4]
+    assert [t.seq for t in store.txs_of_vin("VIN1", after_seq=0, limit=1)] == [2]
+    store.close()
