@@ -58,6 +58,7 @@ from carledger.ledger.genesis import Genesis, checkpoint_quorum
 from carledger.ledger.tx import Transaction
 from carledger.report.summary import summary as summarise
 from carledger.vehicle import fold as vehicle_fold
+from carledger.vehicle import queries
 
 __all__ = ["REPORT_FORMAT", "VerifiedReport", "content_hash", "verify_report"]
 
@@ -107,6 +108,14 @@ def _hex(value: Any, where: str) -> bytes:
 
 def _short(value: str | None) -> str:
     return "none" if value is None else f"{value[:16]}..."
+
+
+def _age(ms: int) -> str:
+    """``7200 s``, or ``3 days (259200 s)`` when that is easier to read."""
+    seconds = ms // 1000
+    if seconds >= 2 * 86400:
+        return f"{seconds // 86400} days ({seconds} s)"
+    return f"{seconds} s"
 
 
 def content_hash(report: Mapping[str, Any]) -> str:
@@ -174,9 +183,8 @@ def _verify_one(
         if age > max_age_ms:
             raise _fail(
                 "checkpoint_too_old",
-                f"The checkpoint (height {header.height}, {header.time}) is {age // 1000} s "
-                f"old; at most {max_age_ms // 1000} s is accepted. Ask the node for a fresh "
-                "report.",
+                f"The checkpoint (height {header.height}, {header.time}) is {_age(age)} old; "
+                f"at most {_age(max_age_ms)} is accepted. Ask the node for a fresh report.",
                 age_s=age // 1000,
                 height=header.height,
             )
@@ -204,7 +212,7 @@ def _verify_one(
     for i, rec in enumerate(records):
         where = f"records[{i}]"
         tx = _record_tx(rec, i, genesis)
-        _check_vin(tx, vin, where)
+        _check_vin(tx, vin, folded, where)
         _check_signers(rec, tx, members, where)
         height = _need(rec, "height", int, where)
         time = _need(rec, "time", str, where)
@@ -370,8 +378,6 @@ def _record_tx(rec: Any, index: int, genesis: Genesis) -> Transaction:
         tx = Transaction.from_wire(raw)
     except LedgerError as exc:
         raise _fail("report_malformed", f"{where} is not a transaction: {exc.message}") from exc
-    if tx.chain != genesis.chain_id:
-        raise _fail("report_chain_mismatch", f"{where} is for chain {tx.chain!r}.")
     bad = tx.bad_signers()
     if bad:
         raise _fail(
@@ -380,22 +386,37 @@ def _record_tx(rec: Any, index: int, genesis: Genesis) -> Transaction:
             "does not verify over its bytes: the record or the signature was altered.",
             index=index,
         )
+    if tx.chain != genesis.chain_id:
+        raise _fail("report_chain_mismatch", f"{where} is a record of chain {tx.chain!r}.")
     if rec.get("type") != tx.type:
         raise _fail("report_malformed", f"{where}.type is not the signed record's type.")
     return tx
 
 
-def _check_vin(tx: Transaction, vin: str, where: str) -> None:
-    vehicles = tx.payload.get("vehicles")
+def _check_vin(tx: Transaction, vin: str, folded: Any, where: str) -> None:
+    """Raise unless ``tx`` is about ``vin``: by VIN, or by the plate ``vin`` carried then.
+
+    A gate device may name a car by its plate, which the node resolved through the
+    plate index; the plate must then be the one this VIN's own records gave it.
+    """
+    payload = tx.payload
+    vehicles = payload.get("vehicles")
     if isinstance(vehicles, list):
-        about = [v.get("vin") for v in vehicles if isinstance(v, dict)]
+        about = [str(v.get("vin")) for v in vehicles if isinstance(v, dict)]
+    elif "vin" in payload:
+        about = [str(payload["vin"])]
+    elif "plate" in payload:
+        plate = queries.current_plate(folded)
+        if payload["plate"] == plate:
+            return
+        about = [f"the car with plate {payload['plate']} (this VIN's plate is {plate})"]
     else:
-        about = [tx.payload.get("vin")]
+        about = ["no vehicle"]
     if vin not in about:
         raise _fail(
             "vin_mismatch",
-            f"{where} ({_short(tx.id)}, {tx.type}) is a record about "
-            f"{', '.join(map(str, about))}, not {vin}.",
+            f"{where} ({_short(tx.id)}, {tx.type}) is a record about {', '.join(about)}, "
+            f"not {vin}.",
         )
 
 
@@ -408,8 +429,9 @@ def _check_signers(
         member = members.get(key)
         if member is None:
             raise _fail(
-                "report_malformed", f"{where} is signed by {_short(key)}, whose membership the "
-                "report does not prove (members lacks it)."
+                "report_malformed",
+                f"{where} is signed by {_short(key)}, whose membership the "
+                "report does not prove (members lacks it).",
             )
         proven.append(member)
     if shown != proven:
@@ -426,11 +448,7 @@ def _first_difference(shown: Any, expected: Any, path: str = "summary") -> str:
         for k in sorted(set(shown) | set(expected)):
             if canonical.encode(shown.get(k)) != canonical.encode(expected.get(k)):
                 return _first_difference(shown.get(k), expected.get(k), f"{path}.{k}")
-    if (
-        isinstance(shown, list)
-        and isinstance(expected, list)
-        and len(shown) == len(expected)
-    ):
+    if isinstance(shown, list) and isinstance(expected, list) and len(shown) == len(expected):
         for i, (a, b) in enumerate(zip(shown, expected, strict=True)):
             if canonical.encode(a) != canonical.encode(b):
                 return _first_difference(a, b, f"{path}[{i}]")

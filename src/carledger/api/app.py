@@ -199,9 +199,33 @@ def create_app(node: Node) -> FastAPI:
     ) -> dict[str, Any]:
         return vehicle_views.history_view(ledger, vin, after=after, limit=limit)
 
-    @app.get("/v1/vehicles/{vin}/report", summary="The verifiable report of a VIN")
-    def get_report(vin: str) -> dict[str, Any]:
-        return vehicle_views.report_view(ledger, vin)
+    @app.get(
+        "/v1/vehicles/{vin}/report",
+        summary="The verifiable report of a VIN (JSON, or a printable PDF)",
+        responses={200: {"content": {"application/pdf": {}}}},
+    )
+    def get_report(
+        request: Request,
+        vin: str,
+        since: Annotated[
+            int | None, Query(ge=1, description="Add a consistency proof from this log size.")
+        ] = None,
+        fmt: Annotated[str, Query(alias="format", pattern="^(json|pdf)$")] = "json",
+    ) -> Response:
+        from carledger.report.build import report_for
+
+        doc = report_for(ledger, vin, since=since)
+        if fmt == "json":
+            return JSONResponse(doc)
+        from carledger.report.pdf import render_pdf
+
+        pdf = render_pdf(doc, base_url=str(request.base_url))
+        name = f"carledger-report-{doc['vin']}-{doc['header']['height']}.pdf"
+        return Response(
+            pdf,
+            media_type="application/pdf",
+            headers={"Content-Disposition": f'inline; filename="{name}"'},
+        )
 
     @app.get("/v1/listings", summary="Cars listed for sale")
     def get_listings(
@@ -282,6 +306,9 @@ def create_app(node: Node) -> FastAPI:
         node.metrics.mempool.set(node.ordering.pending())
         return Response(generate_latest(node.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    from carledger.web import install as install_web
+
+    install_web(app, node)
     return app
 
 

@@ -129,14 +129,44 @@ def report(
     vin: Annotated[str, typer.Argument(help="The vehicle's VIN.")],
     node: NodeOpt = DEFAULT_NODE,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the report here.")] = None,
+    pdf: Annotated[
+        Path | None, typer.Option("--pdf", help="Also print the report to this PDF file.")
+    ] = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option(help="Base URL of the web pages the PDF's QR code leads to (default --node)."),
+    ] = None,
+    since: Annotated[
+        int | None, typer.Option(help="Include a consistency proof from this log size.")
+    ] = None,
+    previous: Annotated[
+        Path | None,
+        typer.Option(help="An older report of this VIN: include a consistency proof from it."),
+    ] = None,
+    genesis: Annotated[
+        Path | None, typer.Option(help="Verify the report against this genesis before saving.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fetch a VIN's verifiable report (JSON) from a node."""
+    """Fetch a VIN's verifiable report (JSON) from a node; optionally print it as a PDF."""
+    from carledger.verifier import verify_report
+
+    older = None
+    if previous is not None:
+        older = _read_report(previous)
+        since = int(older["header"]["log_size"]) or None
+    params = {} if since is None else {"since": since}
     with Client(node) as client:
-        doc = client.report(vin.strip().upper())
+        doc = dict(client._json("GET", f"/v1/vehicles/{vin.strip().upper()}/report", params=params))
+    if genesis is not None:
+        verify_report(doc, Genesis.load(genesis), previous=older)
     text = json.dumps(doc, ensure_ascii=False, indent=2)
     if out is not None:
         out.write_text(text + "\n", encoding="utf-8")
+    if pdf is not None:
+        from carledger.report.pdf import render_pdf
+
+        pdf.write_bytes(render_pdf(doc, base_url=public_url or node))
     if as_json and out is None:
         print(text)
         return
@@ -144,6 +174,7 @@ def report(
     console.print(
         f"report of [bold]{doc['vin']}[/]: {len(doc['records'])} records, "
         f"checkpoint height {doc['header']['height']} ({doc['header']['time']})"
+        + (" [bold green]verified[/]" if genesis is not None else "")
     )
     if summary:
         console.print_json(json.dumps(summary, ensure_ascii=False))
@@ -151,6 +182,17 @@ def report(
         console.print(
             f"written to {out}; check it with: carledger verify-report {out} --genesis genesis.json"
         )
+    if pdf is not None:
+        console.print(f"printable report written to {pdf}")
+
+
+def _read_report(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise InvalidInput("file_missing", f"There is no file {path}.")
+    doc = canonical.decode(path.read_bytes(), max_depth=32)
+    if not isinstance(doc, dict) or not isinstance(doc.get("header"), dict):
+        raise InvalidInput("invalid_report_file", f"{path} is not a carledger report.")
+    return doc
 
 
 @app.command("verify-report")
@@ -161,12 +203,17 @@ def verify_report_cmd(
     max_age: Annotated[
         int | None, typer.Option(help="Refuse a checkpoint older than this many seconds.")
     ] = None,
+    previous: Annotated[
+        Path | None,
+        typer.Option(help="An older report of the same VIN that this one must be consistent with."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify a report offline: signatures, proofs, completeness, checkpoint, summary."""
     from carledger.verifier import verify_report
 
-    doc = canonical.decode(file.read_bytes(), max_depth=32)
+    doc = _read_report(file)
+    older = None if previous is None else _read_report(previous)
     trusted = Genesis.load(genesis)
     now = int(time.time() * 1000)
     result = verify_report(
@@ -174,6 +221,7 @@ def verify_report_cmd(
         trusted,
         now_ms=now if max_age is not None else None,
         max_age_ms=max_age * 1000 if max_age is not None else None,
+        previous=older,
     )
     data = {
         "ok": True,
@@ -181,17 +229,24 @@ def verify_report_cmd(
         "chain": result.chain,
         "height": result.height,
         "checkpoint_time": result.checkpoint_time,
+        "log_size": result.log_size,
         "records": result.records,
+        "organisations": sorted(result.organisations),
+        "validators": sorted(result.validators),
         "content_hash": result.content_hash,
+        "consistent_with_previous": previous is not None,
     }
-    emit(
-        data,
-        as_json,
-        lambda: console.print(
+
+    def human() -> None:
+        console.print(
             f"[bold green]verified[/]: {result.records} records of {result.vin} are complete and "
-            f"unaltered as of height {result.height} ({result.checkpoint_time})"
-        ),
-    )
+            f"unaltered as of height {result.height} ({result.checkpoint_time}), certified by "
+            f"{', '.join(sorted(result.validators))}"
+        )
+        if previous is not None:
+            console.print(f"consistent with {previous}: one history, no record changed or hidden")
+
+    emit(data, as_json, human)
 
 
 # --- import ---------------------------------------------------------------------------

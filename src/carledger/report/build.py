@@ -19,7 +19,7 @@ import base64
 import json
 from typing import Any
 
-from carledger.errors import InvalidInput
+from carledger.errors import InvalidInput, OrderingError
 from carledger.ledger import merkle
 from carledger.ledger.block import BlockHeader
 from carledger.ledger.ledger import Ledger
@@ -43,13 +43,18 @@ def report_for(ledger: Ledger, vin: str, *, since: int | None = None) -> dict[st
     return build_report(ledger, vins.normalise(vin), since=since)
 
 
-def build_report(ledger: Ledger, vin: str, *, since: int | None = None) -> dict[str, Any]:
+def build_report(
+    ledger: Ledger, vin: str, *, since: int | None = None, require_certified: bool = True
+) -> dict[str, Any]:
     """The report of ``vin`` (already normalised) proven against the head block.
 
     A VIN with no records gets a report with no records and a proof of absence.
     ``since`` (a log size of an older checkpoint, ``0 < since <= head log size``)
     adds the consistency proof from it; otherwise raises :class:`InvalidInput`
-    (``invalid_proof_request``).
+    (``invalid_proof_request``). State proofs exist for the head only, so while the
+    head lacks a quorum of validator signatures (a consortium, for a moment after
+    each block) raises :class:`OrderingError` (``report_not_certified``, retry);
+    ``require_certified=False`` builds it anyway (tests add signatures themselves).
     """
     store = _store(ledger)
     with ledger.lock:
@@ -108,6 +113,14 @@ def build_report(ledger: Ledger, vin: str, *, since: int | None = None) -> dict[
                 }
             )
         checkpoint = checkpoint_view(ledger, header.height)
+        if require_certified and not checkpoint["certified"]:
+            raise OrderingError(
+                "report_not_certified",
+                f"Block {header.height} is not yet certified by {checkpoint['quorum']} "
+                "validators; a report is proven against it. Retry in a moment.",
+                retry_after=1,
+                height=header.height,
+            )
         consistency = None
         if since is not None:
             consistency = {

@@ -21,6 +21,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ __all__ = [
     "FONT_DIRS",
     "Fonts",
     "find_fonts",
+    "record_id",
     "render_pdf",
     "summary_rows",
     "timeline_rows",
@@ -61,6 +63,16 @@ _SEVERITY_COLOURS: Final = {
     "info": (90, 110, 140),
 }
 _KST = dt.timezone(dt.timedelta(hours=9))
+
+
+class _DroppedHinting(logging.Filter):
+    """fontTools warns once per hinting table it cannot subset (NanumGothic's TSI*)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "NOT subset" not in record.getMessage()
+
+
+logging.getLogger("fontTools.subset").addFilter(_DroppedHinting())
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,15 +224,13 @@ def _heading(
         new_x=XPos.LMARGIN,
         new_y=YPos.NEXT,
     )
-    pdf.set_text_color(*_INK)
-    pdf.set_y(max(pdf.get_y(), top + qr_size + 1))
+    end = pdf.get_y()
     pdf.set_font(_FONT, size=7)
     pdf.set_text_color(*_GREY)
-    pdf.cell(
-        _WIDTH, 3.5, "QR: 검증 페이지 (verification page) →", align="R",
-        new_x=XPos.LMARGIN, new_y=YPos.NEXT,
-    )  # fmt: skip
+    pdf.set_xy(pdf.l_margin + _WIDTH - qr_size, top + qr_size)
+    pdf.cell(qr_size, 3.5, "스캔하여 검증 (scan to verify)", align="C")
     pdf.set_text_color(*_INK)
+    pdf.set_xy(pdf.l_margin, max(end, top + qr_size + 4))
 
 
 def _vehicle_line(state: Mapping[str, Any] | None) -> str:
@@ -310,7 +320,8 @@ def summary_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
         )
     uses = [f"{u['use']} ({u['from']}~)" for u in summary.get("uses", [])]
     uses += [
-        f"{u['kind']} · {u['firm']} ({u['from']} ~ {u['to'] or ''})" for u in summary.get("usage", [])
+        f"{u['kind']} · {u['firm']} ({u['from']} ~ {u['to'] or ''})"
+        for u in summary.get("usage", [])
     ]
     if uses:
         rows.append(("용도 (Use)", ", ".join(uses)))
@@ -363,7 +374,9 @@ def summary_rows(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
             f"{', '.join(recalls['done']) or '없음 (none)'}",
         )
     )
-    rows.append(("도난 (Theft)", "도난 상태 (reported stolen)" if summary["stolen"] else "없음 (no)"))
+    rows.append(
+        ("도난 (Theft)", "도난 상태 (reported stolen)" if summary["stolen"] else "없음 (no)")
+    )
     rows.append(("폐차 (Scrapped)", _yes_no(summary["scrapped"])))
     disputes = summary["disputes"]
     rows.append(
@@ -410,7 +423,8 @@ def _flags_section(pdf: FPDF, flags: Sequence[Mapping[str, Any]]) -> None:
     if not flags:
         pdf.cell(0, 5, "특이 사항 없음 (no flags)", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         return
-    for flag in flags:
+    rank = {"critical": 0, "warning": 1, "info": 2}
+    for flag in sorted(flags, key=lambda f: rank.get(f["severity"], 3)):
         korean, english = labels.SEVERITIES.get(flag["severity"], (flag["severity"],) * 2)
         title_ko, title_en = labels.FACTS.get(flag["code"], (flag["code"], flag["code"]))
         colour = _SEVERITY_COLOURS.get(flag["severity"], _GREY)
@@ -421,6 +435,7 @@ def _flags_section(pdf: FPDF, flags: Sequence[Mapping[str, Any]]) -> None:
         pdf.set_text_color(255, 255, 255)
         pdf.set_font(_FONT, "B", 7.5)
         pdf.cell(20, 4.6, f"{korean} {english}", align="C", fill=True)
+        pdf.set_fill_color(255, 255, 255)
         pdf.set_text_color(*_INK)
         pdf.set_xy(pdf.l_margin + 22, y)
         pdf.set_font(_FONT, "B", 8.5)
@@ -429,7 +444,9 @@ def _flags_section(pdf: FPDF, flags: Sequence[Mapping[str, Any]]) -> None:
         )
         pdf.set_x(pdf.l_margin + 22)
         pdf.set_font(_FONT, size=8)
-        pdf.multi_cell(_WIDTH - 22, 4, str(flag["message"]), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.multi_cell(
+            _WIDTH - 22, 4, str(flag["message"]), align="L", new_x=XPos.LMARGIN, new_y=YPos.NEXT
+        )
         pdf.ln(1)
 
 
@@ -457,7 +474,7 @@ def timeline_rows(
     for i, rec in enumerate(report["records"], 1):
         envelope = json.loads(base64.b64decode(rec["tx"]["body"]))
         payload = envelope["payload"]
-        tx_id = content_id(rec)
+        tx_id = record_id(rec)
         what = labels.record_type(rec["type"])
         km = next((payload[f] for f in _KM_FIELDS if isinstance(payload.get(f), int)), None)
         if km is None and isinstance(payload.get("overall"), dict):
@@ -467,21 +484,23 @@ def timeline_rows(
         status = log.get(tx_id, {}).get("status", "valid")
         if status != "valid":
             what += f" · {labels.status(status)}"
-        date = payload.get("date") or payload.get("observed_on") or str(payload.get("time", ""))[:10]
+        date = (
+            payload.get("date") or payload.get("observed_on") or str(payload.get("time", ""))[:10]
+        )
         rows.append(
             (
                 str(i),
                 str(date or _kst(rec["time"])[:10]),
                 what,
                 _signed_by(rec["signers"]),
-                _kst(rec["time"]),
+                _kst(rec["time"])[:16],
                 tx_id[:10],
             )
         )
     return rows
 
 
-def content_id(rec: Mapping[str, Any]) -> str:
+def record_id(rec: Mapping[str, Any]) -> str:
     """The record's id (sha256 of its signed bytes)."""
     return hashlib.sha256(base64.b64decode(rec["tx"]["body"])).hexdigest()
 
@@ -497,7 +516,7 @@ def _timeline_section(
         return
     heading = FontFace(emphasis="BOLD", fill_color=(235, 238, 242))
     with pdf.table(
-        col_widths=(7, 19, 58, 52, 29, 17),
+        col_widths=(7, 18, 59, 52, 25, 21),
         width=_WIDTH,
         borders_layout="HORIZONTAL_LINES",
         text_align="LEFT",
@@ -511,7 +530,7 @@ def _timeline_section(
             "일자 Date",
             "기록 Record",
             "서명 기관 Signed by",
-            "기록 시점 Recorded",
+            "기록 시점 (KST)",
             "ID",
         ):
             head.cell(title)
@@ -533,7 +552,7 @@ def _verification_section(pdf: FPDF, report: Mapping[str, Any], url: str) -> Non
         ("블록 높이 (Height)", f"{cp['height']} · {_kst(report['header']['time'])}"),
         ("블록 해시 (Block hash)", cp["block_hash"]),
         ("상태 루트 (State root)", cp["state_root"]),
-        ("로그 (Log)", f"{cp['log_size']:,} records · root {cp['log_root']}"),
+        ("로그 (Log)", f"{cp['log_size']:,} entries · root {cp['log_root']}"),
         ("서명 검증자 (Validators)", ", ".join(validators)),
         ("보고서 해시 (Content hash)", content_hash(report)),
         ("검증 주소 (Verify at)", url),

@@ -17,7 +17,7 @@ from typing import Any
 __all__ = ["WIDTH", "Chart", "Point", "odometer_chart"]
 
 WIDTH, HEIGHT = 640, 260
-LEFT, RIGHT, TOP, BOTTOM = 64, 16, 16, 36
+LEFT, RIGHT, TOP, BOTTOM = 64, 16, 26, 36
 PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
 
@@ -42,6 +42,9 @@ class Chart:
     @property
     def empty(self) -> bool:
         return not self.points
+
+    #: Edges of the plot area in the view box (for the template's grid lines).
+    left, right, top, bottom = LEFT, WIDTH - RIGHT, TOP, HEIGHT - BOTTOM
 
 
 def _ordinal(date: str) -> int:
@@ -76,7 +79,7 @@ def odometer_chart(readings: list[dict[str, Any]]) -> Chart:
     d0, d1 = min(days), max(days)
     d1 = max(d1, d0 + 30)
     plausible = [r["km"] for r in live if _kind(r["flags"]) != "implausible"] or [0]
-    top = max(max(plausible), 1000)
+    top = max(*plausible, 1000)
     step = _nice_step(top)
     top = -(-top // step) * step
 
@@ -98,7 +101,7 @@ def odometer_chart(readings: list[dict[str, Any]]) -> Chart:
     last_year = _dt.date.fromordinal(d1).year
     years = list(range(first_year, last_year + 1))
     stride = max(1, -(-len(years) // 8))
-    x_ticks = [
-        (x_of(_dt.date(y, 1, 1).toordinal()), str(y)) for y in years[::stride]
-    ] or [(x_of(d0), _dt.date.fromordinal(d0).isoformat())]
+    x_ticks = [(x_of(_dt.date(y, 1, 1).toordinal()), str(y)) for y in years[::stride]] or [
+        (x_of(d0), _dt.date.fromordinal(d0).isoformat())
+    ]
     return Chart(points, line, y_ticks, x_ticks)

@@ -13,6 +13,7 @@ recalls, theft, disputes, inconsistencies), each with the colour of its worst fl
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -95,7 +96,11 @@ def _gap(state: State, flag: Flag, t: Translator) -> dict[str, Any]:
     first = _reading(state, flag["records"][0])
     if len(flag["records"]) > 1:
         last = _reading(state, flag["records"][1])
-        return {"from": first["on"], "to": last["on"], "days": days_between(first["on"], last["on"])}
+        return {
+            "from": first["on"],
+            "to": last["on"],
+            "days": days_between(first["on"], last["on"]),
+        }
     as_of = str(state.get("_as_of", ""))[:10] or first["on"]
     return {"from": first["on"], "to": as_of, "days": days_between(first["on"], as_of)}
 
@@ -180,7 +185,9 @@ def _lien(state: State, flag: Flag, t: Translator) -> dict[str, Any]:
         if lien["id"] == flag["records"][0]:
             return {
                 "lien": lien_id,
-                "kind": t(f"lien.{lien['kind']}") if t.has(f"lien.{lien['kind']}") else lien["kind"],
+                "kind": t(f"lien.{lien['kind']}")
+                if t.has(f"lien.{lien['kind']}")
+                else lien["kind"],
                 "creditor": lien["creditor"],
                 "amount": t.price(lien["amount"]),
                 "on": lien["on"],
@@ -243,10 +250,9 @@ def flag_view(flag: Flag, state: State, t: Translator) -> dict[str, Any]:
     detail = str(flag.get("message", ""))
     params_of = PARAMS.get(code)
     if params_of is not None and t.has(detail_key):
-        try:
+        # On an unknown state shape keep the report's own sentence: it is data, and correct.
+        with contextlib.suppress(KeyError, IndexError, TypeError):
             detail = t(detail_key, **params_of(state, flag, t))
-        except (KeyError, IndexError, TypeError):
-            pass  # keep the report's own sentence: it is data, and correct
     return {
         "code": code,
         "severity": flag.get("severity", "info"),

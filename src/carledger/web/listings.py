@@ -63,7 +63,7 @@ def listing_rows(
     rows = []
     for entry in page["listings"]:
         summary = entry.get("summary") or {}
-        flags = [f for f in summary.get("flags", [])]
+        flags = list(summary.get("flags", []))
         codes = {f["code"] for f in flags}
         state = vehicle_view(ledger, entry["vin"])["state"]
         inspection = summary.get("inspection")

@@ -65,11 +65,11 @@ FRAME_LAYOUT: dict[str, Box] = {
 
 #: Rank of each panel, as the form groups them.
 RANK = (
-    {p: "outer1" for p in OUTER_1}
-    | {p: "outer2" for p in OUTER_2}
-    | {p: "frame_a" for p in FRAME_A}
-    | {p: "frame_b" for p in FRAME_B}
-    | {p: "frame_c" for p in FRAME_C}
+    dict.fromkeys(OUTER_1, "outer1")
+    | dict.fromkeys(OUTER_2, "outer2")
+    | dict.fromkeys(FRAME_A, "frame_a")
+    | dict.fromkeys(FRAME_B, "frame_b")
+    | dict.fromkeys(FRAME_C, "frame_c")
 )
 
 
@@ -104,6 +104,5 @@ class Shape:
 def diagram(panels: Mapping[str, list[str]], layout: Mapping[str, Box]) -> list[Shape]:
     """The shapes of ``layout`` with the codes ``panels`` (the form's map) gives each."""
     return [
-        Shape(name, RANK[name], *box, tuple(panels.get(name, ())))
-        for name, box in layout.items()
+        Shape(name, RANK[name], *box, tuple(panels.get(name, ()))) for name, box in layout.items()
     ]

@@ -54,10 +54,15 @@ def router(node: Node) -> APIRouter:
                 code=exc.code,
                 message=t.maybe(f"err.{exc.code}", exc.message),
                 detail=exc.message,
+                **common(),
             )
 
-    def common(t: Translator) -> dict[str, Any]:
-        return {"height": ledger.height, "chain": ledger.chain_id, "head_time": ledger.head.time}
+    def common() -> dict[str, Any]:
+        return {
+            "head_height": ledger.height,
+            "chain": ledger.chain_id,
+            "head_time": ledger.head.time,
+        }
 
     # -- citizens ------------------------------------------------------------------------
 
@@ -71,7 +76,7 @@ def router(node: Node) -> APIRouter:
                 markets=directory.markets(ledger),
                 query="",
                 error=None,
-                **common(t),
+                **common(),
             )
 
         return guarded(request, build)
@@ -92,7 +97,7 @@ def router(node: Node) -> APIRouter:
                 markets=directory.markets(ledger),
                 query=text,
                 error=t("home.not_found", q=text) if text else None,
-                **common(t),
+                **common(),
             )
 
         return guarded(request, build)
@@ -125,7 +130,7 @@ def router(node: Node) -> APIRouter:
                 qr=qr_svg(qr_url, t("vehicle.qr_title")),
                 qr_url=qr_url,
                 trust=directory.trust(ledger),
-                **common(t),
+                **common(),
             )
 
         return guarded(request, build)
@@ -135,16 +140,20 @@ def router(node: Node) -> APIRouter:
         request: Request,
         market_id: str,
         make: str = "",
-        min_man: Annotated[int | None, Query(ge=0, le=10**9)] = None,
-        max_man: Annotated[int | None, Query(ge=0, le=10**9)] = None,
+        min_man: Annotated[str, Query(max_length=10)] = "",
+        max_man: Annotated[str, Query(max_length=10)] = "",
         after: str = "",
     ) -> Response:
+        # An emptied filter field arrives as "": it means "no bound", never an error.
+        low = int(min_man) if min_man.isdigit() else None
+        high = int(max_man) if max_man.isdigit() else None
+
         def build(t: Translator) -> Response:
             market = directory.market(ledger, market_id)
             if market is None:
                 raise NotFound("unknown_market", f"There is no market {market_id!r}.")
             rows, nxt = listing_rows(
-                ledger, market, t, make=make, min_man=min_man, max_man=max_man, after=after
+                ledger, market, t, make=make, min_man=low, max_man=high, after=after
             )
             return pages.page(
                 request,
@@ -154,10 +163,10 @@ def router(node: Node) -> APIRouter:
                 rows=rows,
                 next=nxt,
                 makes=market_makes(ledger, market_id),
-                filters={"make": make, "min_man": min_man, "max_man": max_man},
+                filters={"make": make, "min_man": low, "max_man": high},
                 today=local_date(ledger.head.time),
                 trust=directory.trust(ledger),
-                **common(t),
+                **common(),
             )
 
         return guarded(request, build)
@@ -165,12 +174,10 @@ def router(node: Node) -> APIRouter:
     # -- operators -----------------------------------------------------------------------
 
     @r.get("/explorer")
-    def explorer(
-        request: Request, before: Annotated[int | None, Query(ge=1)] = None
-    ) -> Response:
+    def explorer(request: Request, before: Annotated[int | None, Query(ge=1)] = None) -> Response:
         def build(t: Translator) -> Response:
             return pages.page(
-                request, "explorer.html", t=t, **operator.block_list(ledger, before), **common(t)
+                request, "explorer.html", t=t, **operator.block_list(ledger, before), **common()
             )
 
         return guarded(request, build)
@@ -185,7 +192,7 @@ def router(node: Node) -> APIRouter:
                 t=t,
                 block=view,
                 signers=operator.valid_signers(ledger, view["checkpoint"]),
-                **common(t),
+                **common(),
             )
 
         return guarded(request, build)
@@ -194,14 +201,14 @@ def router(node: Node) -> APIRouter:
     def transaction(request: Request, tx_id: str) -> Response:
         def build(t: Translator) -> Response:
             view = views.transaction_view(ledger, tx_id)
-            return pages.page(request, "tx.html", t=t, tx=view, **common(t))
+            return pages.page(request, "tx.html", t=t, tx=view, **common())
 
         return guarded(request, build)
 
     @r.get("/status")
     def status(request: Request) -> Response:
         def build(t: Translator) -> Response:
-            return pages.page(request, "status.html", t=t, s=operator.status_page(node), **common(t))
+            return pages.page(request, "status.html", t=t, s=operator.status_page(node), **common())
 
         return guarded(request, build)
 
@@ -209,7 +216,7 @@ def router(node: Node) -> APIRouter:
     def members(request: Request) -> Response:
         def build(t: Translator) -> Response:
             return pages.page(
-                request, "members.html", t=t, m=operator.members_page(ledger), **common(t)
+                request, "members.html", t=t, m=operator.members_page(ledger), **common()
             )
 
         return guarded(request, build)
@@ -225,7 +232,7 @@ def router(node: Node) -> APIRouter:
                 t=t,
                 markets=directory.markets(ledger),
                 today=local_date(ledger.head.time),
-                **common(t),
+                **common(),
             )
 
         return guarded(request, build)
@@ -234,7 +241,7 @@ def router(node: Node) -> APIRouter:
     def console_sign(request: Request) -> Response:
         def build(t: Translator) -> Response:
             return pages.page(
-                request, "sign.html", t=t, markets=directory.markets(ledger), **common(t)
+                request, "sign.html", t=t, markets=directory.markets(ledger), **common()
             )
 
         return guarded(request, build)

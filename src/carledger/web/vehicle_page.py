@@ -347,7 +347,11 @@ def vehicle_page(
         node = by_id.get(sig["validator"], {})
         if sig["validator"] in keys:
             signed.append(
-                {"id": sig["validator"], "org": node.get("org"), "org_name": org_name(node.get("org"))}
+                {
+                    "id": sig["validator"],
+                    "org": node.get("org"),
+                    "org_name": org_name(node.get("org")),
+                }
             )
     chash = content_hash(report)
     h, c = printed

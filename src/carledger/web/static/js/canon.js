@@ -120,11 +120,13 @@ export async function ed25519Supported() {
 export function messages() {
   const el = document.getElementById("i18n");
   const table = el ? JSON.parse(el.textContent) : {};
-  return (key, params = {}) => {
+  const t = (key, params = {}) => {
     const text = table[key];
     if (text === undefined) return `⟦${key}⟧`;
     return text.replace(/\{(\w+)\}/g, (m, name) => (name in params ? String(params[name]) : m));
   };
+  t.has = (key) => key in table;
+  return t;
 }
 
 export function pageData() {

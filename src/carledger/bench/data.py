@@ -1,0 +1,266 @@
+"""The market data every suite runs on, and ledgers built from it without HTTP.
+
+Records are the demo market of :mod:`carledger.vehicle.demo` (every record family,
+inspections included, signed by the members the genesis enrols), generated from a
+fixed seed and a start date far enough in the past that every record, however many
+vehicles are asked for, is dated before the wall clock: a node accepts them at
+today's block time. Arrivals per day grow with the vehicle count so that the
+simulated market never runs into the future.
+
+Big ledgers (report, storage and replay suites) are committed block by block through
+:meth:`Ledger.apply` on a store opened with ``durable=False``, exactly as
+``carledger up --demo`` builds its chain. Generating signed records costs about as
+much as committing them, so a child process generates while this one commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import multiprocessing
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from carledger.crypto.keys import SigningKey
+from carledger.ledger.block import Proposal, RawTx, format_time, parse_time
+from carledger.ledger.genesis import Genesis
+from carledger.ledger.ledger import Ledger
+from carledger.ledger.tx import build_body, sign
+from carledger.node.home import Home
+from carledger.vehicle import demo
+
+__all__ = [
+    "BENCH_SEED",
+    "BENCH_START",
+    "Built",
+    "Market",
+    "build_ledger",
+    "market",
+    "per_day",
+]
+
+BENCH_SEED = "carledger-bench"
+#: Late enough in the year for the demo's youngest cars to have a past, early enough
+#: that a million vehicles' records all lie before today's date.
+BENCH_START = dt.date(2025, 6, 1)
+#: The simulated days over which vehicles arrive (their later life adds ~150 days).
+ARRIVAL_DAYS = 300
+IMPORT_MEMBER = "bench-import"
+IMPORT_ROLES = ("registry",)
+#: Records per block when a ledger is built directly (what a busy node cuts).
+BUILD_BLOCK_TXS = 1000
+
+
+@dataclass(frozen=True)
+class Market:
+    """The demo network plus one registry member, the key ``carledger import`` signs with."""
+
+    network: demo.DemoNetwork
+    import_key: SigningKey
+
+    def genesis(self, validators: int = 1) -> Genesis:
+        """The chain's genesis with the first ``validators`` demo validators."""
+        doc = dict(self.network.genesis)
+        doc["validators"] = doc["validators"][:validators]
+        doc["members"] = [
+            *doc["members"],
+            {
+                "key": self.import_key.public_hex,
+                "org": demo.CITY,
+                "member": IMPORT_MEMBER,
+                "roles": list(IMPORT_ROLES),
+            },
+        ]
+        return Genesis.from_dict(doc)
+
+    def validator_key(self, validator: str) -> SigningKey:
+        return self.network.validators[validator]
+
+    def records(self, vehicles: int, seed: int = 1) -> Iterator[demo.DemoTx]:
+        """The signed records of ``vehicles`` cars, in an order every handler accepts."""
+        rng = random.Random(seed)  # noqa: S311 (reproducible data, not secrets)
+        return demo.transactions(self.network, rng, vehicles=vehicles, per_day=per_day(vehicles))
+
+    def init_home(self, path: Path, validator: str = "node-1", validators: int = 1) -> Home:
+        home = Home(path)
+        home.initialise(self.genesis(validators), validator, self.validator_key(validator), None)
+        return home
+
+
+def per_day(vehicles: int) -> int:
+    return max(30, -(-vehicles // ARRIVAL_DAYS))
+
+
+def market() -> Market:
+    network = demo.build_network(BENCH_SEED, BENCH_START)
+    import_key = SigningKey(hashlib.sha256(f"{BENCH_SEED}|{IMPORT_MEMBER}".encode()).digest())
+    return Market(network, import_key)
+
+
+# --- building a ledger without HTTP ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Built:
+    """What :func:`build_ledger` committed."""
+
+    vehicles: int
+    records: int
+    blocks: int
+    raw_bytes: int  # signed bytes: bodies plus signatures
+    vins: tuple[str, ...]
+    seconds: float
+
+
+Block = tuple[str, list[tuple[bytes, tuple[bytes, ...]]], list[str]]
+
+
+def _blocks(vehicles: int, seed: int) -> Iterator[Block]:
+    m = market()
+    items = m.records(vehicles, seed)
+    batch: list[demo.DemoTx] = []
+    for when, txs in demo.plan_blocks(_tee(items, batch), max_txs=BUILD_BLOCK_TXS):
+        vins = [v for item in batch[: len(txs)] for v in item.vins]
+        del batch[: len(txs)]
+        yield when, [(t.body, t.signatures) for t in txs], vins
+
+
+def _tee(items: Iterator[demo.DemoTx], into: list[demo.DemoTx]) -> Iterator[demo.DemoTx]:
+    for item in items:
+        into.append(item)
+        yield item
+
+
+def _produce(vehicles: int, seed: int, queue: Any) -> None:
+    """Child process: generate and sign the records, send them block by block."""
+    chunk: list[Block] = []
+    for block in _blocks(vehicles, seed):
+        chunk.append(block)
+        if len(chunk) >= 8:
+            queue.put(chunk)
+            chunk = []
+    queue.put(chunk)
+    queue.put(None)
+
+
+def _from_child(vehicles: int, seed: int) -> Iterator[Block]:
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue(maxsize=16)
+    proc = ctx.Process(target=_produce, args=(vehicles, seed, queue), daemon=True)
+    proc.start()
+    try:
+        while True:
+            chunk = queue.get(timeout=600)
+            if chunk is None:
+                break
+            yield from chunk
+    finally:
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join()
+
+
+def build_ledger(
+    ledger: Ledger,
+    vehicles: int,
+    *,
+    seed: int = 1,
+    proposer: str = "node-1",
+    parallel: bool = True,
+    progress: Any = None,
+) -> Built:
+    """Commit the records of ``vehicles`` cars to ``ledger`` through :meth:`Ledger.apply`.
+
+    ``progress(records)`` is called after each block. With ``parallel`` a child
+    process generates and signs while this process commits.
+    """
+    import time
+
+    started = time.perf_counter()
+    source = _from_child(vehicles, seed) if parallel else _blocks(vehicles, seed)
+    records = blocks = raw = 0
+    vins: dict[str, None] = {}
+    for when, txs, block_vins in source:
+        time_ = max(when, ledger.head.time)
+        ledger.apply(
+            Proposal(ledger.height + 1, time_, proposer, tuple(RawTx(b, s) for b, s in txs))
+        )
+        records += len(txs)
+        blocks += 1
+        raw += sum(len(b) + 64 * len(s) for b, s in txs)
+        vins.update(dict.fromkeys(block_vins))
+        if progress is not None:
+            progress(len(txs))
+    return Built(
+        vehicles, records, blocks, raw, tuple(vins), time.perf_counter() - started
+    )
+
+
+def extend_history(ledger: Ledger, m: Market, vin: str, total: int) -> int:
+    """Add odometer readings to ``vin`` until it has ``total`` records; return how many.
+
+    Gives the offline verification suite a report of a known length (a car with a
+    long life). Readings go up 1,000 km each, one block per reading.
+    """
+    store: Any = ledger.store
+    have = len(store.txs_of_vin(vin, limit=10_000))
+    key = m.network.key("repair-1")
+    state = ledger.state(f"vehicle/{vin}")
+    assert state is not None, "the VIN has records"
+    km = max((r["km"] for r in state["odometer"]["readings"]), default=0)
+    added = 0
+    while have + added < total:
+        when = format_time(parse_time(ledger.head.time) + 60_000)
+        km += 1000
+        body = build_body(
+            chain=m.network.chain,
+            type="odometer.reading",
+            payload={
+                "vin": vin,
+                "prev": ledger.state(f"vehicle/{vin}")["head"],
+                "km": km,
+                "observed_on": when[:10],
+                "source": "service",
+            },
+            signers=[key.public_hex],
+            created=when[:19] + "Z",
+            nonce=f"bench-long-{added}",
+        )
+        tx = sign(body, [key])
+        block = ledger.apply(
+            Proposal(ledger.height + 1, when, "node-1", (RawTx(tx.body, tx.signatures),))
+        )
+        if block.results[0].code != "ok":
+            raise RuntimeError(f"extending {vin}: {block.results[0].code}")
+        added += 1
+    return added
+
+
+def import_lines(m: Market, vehicles: int, seed: int = 1) -> list[dict[str, Any]]:
+    """JSON Lines for ``carledger import`` signed by the registry: each car's birth,
+    registration and its odometer readings from services (about 8 lines a car).
+    Meant for a node that holds none of these VINs yet.
+    """
+    lines: list[dict[str, Any]] = []
+    for item in m.records(vehicles, seed):
+        tx = item.tx
+        payload = {k: v for k, v in tx.payload.items() if k != "prev"}
+        if tx.type in ("vehicle.register", "registration.record"):
+            lines.append({"type": tx.type, "payload": payload})
+        elif tx.type == "service.record":
+            lines.append(
+                {
+                    "type": "odometer.reading",
+                    "payload": {
+                        "vin": payload["vin"],
+                        "km": payload["odometer_km"],
+                        "observed_on": payload["date"],
+                        "source": "registry",
+                    },
+                }
+            )
+    return lines
