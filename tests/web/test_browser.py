@@ -304,8 +304,7 @@ def test_console_purchase_listing_and_sale(
     dealer.locator("#open-form").get_by_role("button").click()
     refused = _result(dealer, "#open-form .result")
     assert refused.get_attribute("data-code") == "no_valid_inspection"
-    dealer.locator("#open-h").scroll_into_view_if_needed()
-    dealer.screenshot(path=artifacts / "console-refused-ko.png")
+    dealer.locator("section:has(#open-h)").screenshot(path=artifacts / "console-refused-ko.png")
 
     # The market's gate sees the car come in; the inspector records the inspection.
     gate(api, vin, "gate.entry")
@@ -358,8 +357,7 @@ def test_console_purchase_listing_and_sale(
     dealer.get_by_role("button", name="서명을 합쳐 제출").click()
     combined = _result(dealer, "#combine-result")
     assert combined.get_attribute("data-outcome") == "committed", combined.inner_text()
-    dealer.locator("#sale-h").scroll_into_view_if_needed()
-    dealer.screenshot(path=artifacts / "console-sale-ko.png")
+    dealer.locator("section:has(#sale-h)").screenshot(path=artifacts / "console-sale-ko.png")
 
     state = api.get(f"/v1/vehicles/{vin}")["state"]
     assert [o for o in state["owners"] if not o.get("void")][-1]["ref"] == buyer_ref
@@ -368,3 +366,34 @@ def test_console_purchase_listing_and_sale(
     pem_body = _pem(network, "dealer-01").splitlines()[1]
     assert not any(pem_body in body for body in sent)
     assert not errors
+
+
+def test_operator_pages_and_keyboard(
+    demo_node: NodeProcess, api: Api, browser_factory: Callable[..., Any], artifacts: Path
+) -> None:
+    page = browser_factory().new_page()
+    page.goto(f"{demo_node.url}/status?lang=en")
+    assert "the replicas agree" in page.inner_text("main")
+    assert page.locator("table.data tbody tr").count() == 1  # the demo's one validator
+    page.screenshot(path=artifacts / "status-en.png", full_page=True)
+
+    page.goto(f"{demo_node.url}/explorer")
+    page.locator("table.data tbody tr").first.locator("a").click()
+    page.wait_for_url("**/explorer/blocks/*")
+    assert page.locator("table.data tbody tr").count() >= 1
+    page.screenshot(path=artifacts / "block-en.png", full_page=True)
+
+    page.goto(f"{demo_node.url}/members")
+    assert page.locator("details.org").count() >= 10
+    page.goto(f"{demo_node.url}/")
+    # Keyboard: the first Tab reaches the skip link, which moves focus to the content.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    # The search form works from the keyboard alone.
+    page.get_by_label("VIN or plate number").focus()
+    page.keyboard.type(api.vins()[1])
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/vehicles/*")
+    assert wait_verified(page) == "ok"

@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from carledger import __version__
 from carledger.api.problems import install, problem_response
 from carledger.encoding import canonical
-from carledger.errors import InvalidInput, LedgerError
+from carledger.errors import InvalidInput, LedgerError, OrderingError
 from carledger.ledger.tx import Transaction
 from carledger.node import vehicle_views, views
 from carledger.node.service import Node
@@ -214,6 +214,13 @@ def create_app(node: Node) -> FastAPI:
     ) -> Response:
         from carledger.report.build import report_for
 
+        if node.diverged:
+            # A node outvoted by a certified quorum must not vouch for anything.
+            raise OrderingError(
+                "node_diverged",
+                "This node's state differs from the certified chain; ask another node.",
+                retry_after=60,
+            )
         doc = report_for(ledger, vin, since=since)
         if fmt == "json":
             return JSONResponse(doc)

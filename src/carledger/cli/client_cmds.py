@@ -155,9 +155,8 @@ def report(
     if previous is not None:
         older = _read_report(previous)
         since = int(older["header"]["log_size"]) or None
-    params = {} if since is None else {"since": since}
     with Client(node) as client:
-        doc = dict(client._json("GET", f"/v1/vehicles/{vin.strip().upper()}/report", params=params))
+        doc = client.report(vin.strip().upper(), since=since)
     if genesis is not None:
         verify_report(doc, Genesis.load(genesis), previous=older)
     text = json.dumps(doc, ensure_ascii=False, indent=2)

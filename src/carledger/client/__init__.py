@@ -211,8 +211,10 @@ class Client:
                 return
             after = int(data["next"])
 
-    def report(self, vin: str) -> dict[str, Any]:
-        return dict(self._json("GET", f"/v1/vehicles/{vin}/report"))
+    def report(self, vin: str, *, since: int | None = None) -> dict[str, Any]:
+        """The VIN's verifiable report; with ``since``, plus a consistency proof from that size."""
+        params = {} if since is None else {"since": since}
+        return dict(self._json("GET", f"/v1/vehicles/{vin}/report", params=params))
 
     def transaction(self, tx_id: str) -> dict[str, Any]:
         return dict(self._json("GET", f"/v1/transactions/{tx_id}"))

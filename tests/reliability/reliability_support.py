@@ -1,0 +1,255 @@
+"""Helpers of the reliability tests: a demo chain to write to, writer threads that keep
+what the node acknowledged, the store read back without the node, and figures.
+
+Nothing here sleeps to wait for a condition: waits poll with a deadline. The only
+sleeps are the random moments at which a fault is injected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from carledger.crypto.keys import SigningKey
+from carledger.ledger.tx import Transaction, build_body, sign
+from carledger.node.demo import DEMO_START, create_demo
+from carledger.node.home import Home
+from carledger.vehicle import demo
+
+T = TypeVar("T")
+
+#: Seed of the demo chains these tests write to (keys are derived from it).
+SEED = 11
+
+
+# --- figures: what docs/guarantees.md reports ---------------------------------------------
+
+
+def report_figures(name: str, figures: dict[str, Any]) -> None:
+    """Print the figures of a run; append them to ``$CARLEDGER_FIGURES`` when set."""
+    line = json.dumps({"test": name, **figures}, sort_keys=True)
+    print(f"FIGURES {line}")
+    target = os.environ.get("CARLEDGER_FIGURES")
+    if target:
+        with Path(target).open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+
+# --- waiting ------------------------------------------------------------------------------
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0) -> T:
+    """Poll ``probe`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = probe()
+            if value:
+                return value
+        except (httpx.HTTPError, ValueError, KeyError, sqlite3.Error) as exc:
+            last = exc
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what} (last error: {last!r})")
+
+
+# --- a chain to write to ------------------------------------------------------------------
+
+
+@dataclass
+class DemoChain:
+    """A node directory holding a small demo market, and the keys of its members."""
+
+    home: Home
+    network: demo.DemoNetwork
+
+    @property
+    def data(self) -> Path:
+        return self.home.path
+
+    @property
+    def chain(self) -> str:
+        return self.network.chain
+
+
+def make_demo_chain(path: Path, *, vehicles: int = 3, seed: int = SEED) -> DemoChain:
+    home = Home(path)
+    create_demo(home, vehicles=vehicles, seed=seed)
+    return DemoChain(home, demo.build_network(str(seed), DEMO_START))
+
+
+def now_utc() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def vin_of(n: int, wmi: str = "KNA") -> str:
+    """A VIN no demo car uses (Korean WMI: no check digit)."""
+    return f"{wmi}XR{n:012d}"
+
+
+def register_tx(network: demo.DemoNetwork, n: int, *, tag: str = "w") -> Transaction:
+    """A birth record of a new car ``n``, by the demo manufacturer."""
+    key = network.key("hmc-01")
+    payload = {
+        "vin": vin_of(n),
+        "prev": None,
+        "make": "Hyundai",
+        "model": "Avante",
+        "model_year": 2024,
+        "trim": "Smart",
+        "color": "white",
+        "fuel": "gasoline",
+        "transmission": "automatic",
+        "engine_code": "G4FL",
+        "plant": "Ulsan",
+        "manufactured_on": "2024-01-15",
+        "country": "KR",
+    }
+    body = build_body(
+        chain=network.chain,
+        type="vehicle.register",
+        payload=payload,
+        signers=[key.public_hex],
+        created=now_utc(),
+        nonce=f"{tag}-reg-{n}",
+    )
+    return sign(body, [key])
+
+
+def enrol_tx(network: demo.DemoNetwork, n: int, *, tag: str = "w") -> Transaction:
+    """The enrolment of a new dealer key ``n`` by the admin of the first dealer."""
+    admin = network.admins["dealer-01"] if "dealer-01" in network.admins else None
+    if admin is None:
+        org = network.members["dealer-01"].org
+        admin = network.admins[org]
+        org_id = org
+    else:
+        org_id = "dealer-01"
+    member = SigningKey.generate()
+    body = build_body(
+        chain=network.chain,
+        type="member.enrol",
+        payload={
+            "key": member.public_hex,
+            "org": org_id,
+            "member": f"{tag}-m{n}",
+            "roles": ["dealer"],
+        },
+        signers=[admin.public_hex],
+        created=now_utc(),
+        nonce=f"{tag}-enrol-{n}",
+    )
+    return sign(body, [admin])
+
+
+# --- writers ------------------------------------------------------------------------------
+
+
+@dataclass
+class WriterStats:
+    acked: list[str] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
+    requests: int = 0
+    transport_errors: int = 0
+
+
+class Writer(threading.Thread):
+    """Submits batches with ``wait=true`` until stopped or the node goes away.
+
+    Only transactions the node answered ``committed`` are *acknowledged*; anything
+    else the node said is kept in ``stats.refused`` (a test expects none).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        make_tx: Callable[[int], Transaction],
+        counter: Iterable[int],
+        *,
+        batch: int = 4,
+        stop_on_transport_error: bool = True,
+        timeout: float = 15.0,
+    ) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.make_tx = make_tx
+        self.counter = iter(counter)
+        self.batch = batch
+        self.stop_on_transport_error = stop_on_transport_error
+        self.timeout = timeout
+        self.stats = WriterStats()
+        self.first_ack = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=self.timeout) as http:
+            while not self._stop.is_set():
+                with self._lock:
+                    txs = [self.make_tx(next(self.counter)) for _ in range(self.batch)]
+                try:
+                    r = http.post(
+                        f"{self.url}/v1/transactions",
+                        params={"wait": "true"},
+                        json=[t.to_wire() for t in txs],
+                    )
+                except httpx.HTTPError:
+                    self.stats.transport_errors += 1
+                    if self.stop_on_transport_error:
+                        return
+                    self._stop.wait(0.05)
+                    continue
+                self.stats.requests += 1
+                if r.status_code != 200:
+                    self.stats.refused.extend((t.id, f"http {r.status_code}") for t in txs)
+                    continue
+                for tx, res in zip(txs, r.json()["results"], strict=True):
+                    if res["status"] == "committed":
+                        self.stats.acked.append(tx.id)
+                        self.first_ack.set()
+                    else:
+                        code = (res.get("error") or {}).get("code", res["status"])
+                        self.stats.refused.append((tx.id, str(code)))
+
+
+# --- the store, read without the node -------------------------------------------------------
+
+
+def committed_ids(db: Path) -> set[str]:
+    """Ids committed with code ``ok``; a read-only connection (it never checkpoints)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return {bytes(r[0]).hex() for r in conn.execute("SELECT id FROM txs WHERE code = 'ok'")}
+    finally:
+        conn.close()
+
+
+def run_verify(data: Path, *extra: str) -> tuple[int, dict[str, Any] | None, str]:
+    """``carledger verify --data DATA --json``: exit status, its JSON (if any), output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "carledger", "verify", "--data", str(data), "--json", *extra],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    try:
+        doc = json.loads(done.stdout)
+    except ValueError:
+        doc = None
+    return done.returncode, doc, done.stdout + done.stderr
