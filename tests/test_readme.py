@@ -89,18 +89,20 @@ def test_fresh_clone_demo_and_tour(tmp_path: Path) -> None:
         assert verify_report(report, genesis).records == len(report["records"]) > 0
 
         tour_env = dict(env, PATH=f"{clone / '.venv' / 'bin'}:{env['PATH']}", CARLEDGER_NODE=url)
-        for block in _blocks("## A short tour"):
-            script = block.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
-            done = subprocess.run(
-                ["bash", "-euo", "pipefail", "-c", script],
-                cwd=clone,
-                env=tour_env,
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=False,
-            )
-            assert done.returncode == 0, f"{script}\n{done.stdout}\n{done.stderr}"
+        # A reader pastes the tour's blocks into one terminal, one after another.
+        script = "\n".join(_blocks("## A short tour")).replace(
+            "127.0.0.1:8000", f"127.0.0.1:{port}"
+        )
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=clone,
+            env=tour_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, f"{script}\n{done.stdout}\n{done.stderr}"
         receipt = json.loads((done.stdout.strip().splitlines() or ["{}"])[-1])
         assert receipt["status"] == "committed" and receipt["code"] == "ok", done.stdout
         assert (clone / "report.json").exists()
