@@ -7,6 +7,14 @@ signature, each block header (and its stored hash), each validity code, then the
 whole state table, the per-VIN index, the state tree's buckets and the log's Merkle
 nodes, and every stored checkpoint signature. The first disagreement is reported
 with its height, table and row: editing any committed byte is caught.
+
+:func:`check_at_start` is the cheap part a node runs every time it opens its store
+(work of one block, whatever the chain's length): the last blocks' stored hashes and
+links, the head block's transactions and log leaves, the head's checkpoint
+signatures, and that nothing lies beyond the head. With the state and log roots
+that :class:`~carledger.ledger.ledger.Ledger` checks when it loads, an edit of the
+newest data is refused at start; older history needs the full audit
+(``carledger verify``, or ``carledger up --verify-store``).
 """
 
 from __future__ import annotations
@@ -21,13 +29,14 @@ from pathlib import Path
 
 from carledger.crypto.keys import verify_signature
 from carledger.errors import LedgerError, StorageError
-from carledger.ledger.block import BlockHeader, Proposal, RawTx
+from carledger.ledger import merkle
+from carledger.ledger.block import BlockHeader, Proposal, RawTx, leaf_input, tx_root
 from carledger.ledger.contracts import ContractRegistry
 from carledger.ledger.genesis import Genesis
 from carledger.ledger.ledger import Ledger
 from carledger.store.sqlite import SQLiteStore
 
-__all__ = ["AuditReport", "Finding", "audit_store"]
+__all__ = ["AuditReport", "Finding", "audit_store", "check_at_start"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +85,14 @@ def audit_store(
     *,
     genesis: Genesis | None = None,
     progress: Callable[[int, int], None] | None = None,
+    signer: str | None = None,
 ) -> AuditReport:
     """Audit ``store`` from genesis. Never raises for damage: it is reported as findings.
 
     ``genesis`` (optional) is the document the auditor trusts; without it the
     store's own copy is used (and only checked for consistency with block 0).
+    ``signer`` (optional) is the validator id of the node that wrote the store: it
+    signs every block it commits, so a block without its signature was altered.
     """
     report = AuditReport()
     stored_genesis = store.get_meta("genesis")
@@ -118,7 +130,7 @@ def audit_store(
         finally:
             replay_store.close()
     if report.ok:
-        _check_checkpoints(store, replay, report)
+        _check_checkpoints(store, replay, report, signer)
     return report
 
 
@@ -265,7 +277,9 @@ def _compare_tables(store: SQLiteStore, replay: SQLiteStore, report: AuditReport
             report.state_rows = count
 
 
-def _check_checkpoints(store: SQLiteStore, replay: Ledger, report: AuditReport) -> None:
+def _check_checkpoints(
+    store: SQLiteStore, replay: Ledger, report: AuditReport, signer: str | None
+) -> None:
     keys = replay.genesis.validator_keys()
     validators = replay.state("validators")
     if validators:
@@ -276,7 +290,18 @@ def _check_checkpoints(store: SQLiteStore, replay: Ledger, report: AuditReport) 
             continue
         header = BlockHeader.from_bytes(raw)
         data = header.checkpoint().signing_bytes()
-        for validator, sig in store.checkpoint_sigs(height):
+        signatures = store.checkpoint_sigs(height)
+        if signer is not None and signer not in {v for v, _ in signatures}:
+            report.findings.append(
+                Finding(
+                    height,
+                    "checkpoint_sigs",
+                    signer,
+                    "This node's own checkpoint signature is missing.",
+                )
+            )
+            return
+        for validator, sig in signatures:
             key = keys.get(validator)
             if key is None or not verify_signature(bytes.fromhex(key), data, sig):
                 report.findings.append(
@@ -289,6 +314,107 @@ def _check_checkpoints(store: SQLiteStore, replay: Ledger, report: AuditReport) 
                 )
                 return
             report.checkpoint_signatures += 1
+
+
+#: How many blocks below the head :func:`check_at_start` re-hashes and links.
+RECENT_BLOCKS = 8
+
+
+def _altered(code: str, message: str) -> StorageError:
+    return StorageError(
+        code,
+        f"{message} The store was altered or damaged; run `carledger verify` to locate the "
+        "damage, then restore it from a backup or re-sync it from peers.",
+    )
+
+
+def check_at_start(ledger: Ledger, store: SQLiteStore) -> None:
+    """Cheap integrity checks of ``store`` under a loaded ``ledger`` (before serving).
+
+    Work is bounded by one block and :data:`RECENT_BLOCKS` headers. Raises
+    :class:`StorageError`: ``block_hash_mismatch`` (a recent header does not hash to
+    its stored hash, or is not canonical), ``block_link_broken`` (a recent header
+    does not name its predecessor), ``head_txs_mismatch`` (the head block's stored
+    transactions are not the ones its header commits to), ``log_leaf_mismatch`` (a
+    stored log leaf of the head block differs from its transaction),
+    ``checkpoint_signature_invalid`` / ``checkpoint_signature_missing`` (a recent
+    checkpoint signature does not verify / this validator's own is gone) and
+    ``store_has_extra_rows`` (transactions or signatures beyond the head).
+    """
+    head = ledger.head
+    keys = ledger.genesis.validator_keys()
+    validators = ledger.state("validators")
+    if validators:
+        keys.update({n["id"]: n["key"] for n in validators["nodes"]})
+    own = None
+    if ledger.identity is not None:
+        # This node signs every block it commits, also before it is a validator in force.
+        own = ledger.identity.validator
+        keys[own] = ledger.identity.key.public_hex
+    previous: str | None = None
+    for height, stored_hash, raw in store.blocks(
+        max(0, head.height - RECENT_BLOCKS), head.height + 1
+    ):
+        try:
+            header = BlockHeader.from_bytes(raw)
+        except LedgerError as exc:
+            raise _altered(
+                "block_hash_mismatch", f"Block {height}'s header is unreadable."
+            ) from exc
+        if header.encoded != raw or header.hash != stored_hash.hex() or header.height != height:
+            raise _altered(
+                "block_hash_mismatch", f"Block {height}'s header does not hash to its stored hash."
+            )
+        expected = ledger.genesis.hash if height == 0 else previous
+        if expected is not None and header.prev != expected:
+            raise _altered(
+                "block_link_broken", f"Block {height} does not name block {height - 1} as previous."
+            )
+        previous = header.hash
+        data = header.checkpoint().signing_bytes()
+        signed = dict(store.checkpoint_sigs(height))
+        for validator, sig in signed.items():
+            key = keys.get(validator)
+            if key is None or not verify_signature(bytes.fromhex(key), data, sig):
+                raise _altered(
+                    "checkpoint_signature_invalid",
+                    f"The checkpoint signature of {validator} at height {height} does not verify.",
+                )
+        if own is not None and height == head.height and own not in signed:
+            raise _altered(
+                "checkpoint_signature_missing",
+                f"This validator's own checkpoint signature at height {height} is missing.",
+            )
+    if previous != head.hash:
+        raise _altered("block_hash_mismatch", f"The head block {head.height} is not the last one.")
+    first = head.log_size - head.tx_count
+    txs = store.txs_range(first, head.log_size)
+    leaves = [leaf_input(t.id, head.height, head.time, t.code) for t in txs]
+    if (
+        len(txs) != head.tx_count
+        or any(hashlib.sha256(t.body).hexdigest() != t.id or t.height != head.height for t in txs)
+        or tx_root(leaves) != head.tx_root
+    ):
+        raise _altered(
+            "head_txs_mismatch",
+            f"The stored transactions of block {head.height} are not those its header commits to.",
+        )
+    stored_leaves = store.get_nodes([(0, first + i) for i in range(len(leaves))])
+    for i, (leaf, stored) in enumerate(zip(leaves, stored_leaves, strict=True)):
+        if merkle.leaf_hash(leaf) != stored:
+            raise _altered(
+                "log_leaf_mismatch", f"The stored log leaf {first + i} does not match its record."
+            )
+    conn = store.conn
+    (max_seq,) = conn.execute("SELECT max(seq) FROM txs").fetchone()
+    (max_sig,) = conn.execute("SELECT max(height) FROM checkpoint_sigs").fetchone()
+    if (max_seq is not None and max_seq >= head.log_size) or (
+        max_sig is not None and max_sig > head.height
+    ):
+        raise _altered(
+            "store_has_extra_rows",
+            f"The store holds transactions or signatures beyond block {head.height}.",
+        )
 
 
 def open_for_audit(path: Path) -> SQLiteStore:

@@ -7,9 +7,11 @@ sleeps are the random moments at which a fault is injected.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -22,10 +24,13 @@ from typing import Any, TypeVar
 
 import httpx
 
+from carledger.audit import AuditReport, audit_store
+from carledger.chain import registry_for
 from carledger.crypto.keys import SigningKey
 from carledger.ledger.tx import Transaction, build_body, sign
 from carledger.node.demo import DEMO_START, create_demo
 from carledger.node.home import Home
+from carledger.store.sqlite import SQLiteStore
 from carledger.vehicle import demo
 
 T = TypeVar("T")
@@ -63,6 +68,108 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 30.0) ->
             last = exc
         time.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what} (last error: {last!r})")
+
+
+# --- node processes that may be killed ----------------------------------------------------
+
+
+@dataclass
+class Spawned:
+    """A ``carledger up`` process whose output goes to a log file (it may be SIGKILLed).
+
+    Either a child of this process (``proc``) or a child forked by the :class:`Zygote`
+    (``pid`` only: the kernel reaps it, so a dead node's pid is gone at once).
+    """
+
+    data: Path
+    port: int
+    log: Path
+    started: float
+    proc: subprocess.Popen[bytes] | None = None
+    pid: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def alive(self) -> bool:
+        if self.proc is not None:
+            return self.proc.poll() is None
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        wait_for(f"pid {self.pid} to end", lambda: not self.alive())
+
+    def stop(self) -> int:
+        """SIGTERM and the exit status (only for children of this process)."""
+        assert self.proc is not None, "only a child of this process has an exit status"
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def wait_serving(self, timeout: float = 30.0) -> float:
+        """Seconds from spawn until ``/healthz`` answers ``ok``; fail if it exits or stalls."""
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2) as http:
+            while time.monotonic() < deadline:
+                if not self.alive():
+                    raise AssertionError(f"node exited:\n{self.output()[-3000:]}")
+                try:
+                    r = http.get(f"{self.url}/healthz")
+                    if r.status_code == 200 and r.json()["status"] == "ok":
+                        return time.monotonic() - self.started
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.02)
+        raise AssertionError(f"node did not serve within {timeout} s:\n{self.output()[-3000:]}")
+
+
+def up_argv(data: Path, port: int, *args: str) -> list[str]:
+    return ["up", "--data", str(data), "--host", "127.0.0.1", "--port", str(port), *args]
+
+
+class Zygote:
+    """``node_zygote.py``: forks pre-imported ``carledger up`` processes (see its docstring)."""
+
+    def __init__(self) -> None:
+        script = Path(__file__).with_name("node_zygote.py")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+        assert self.proc.stdout is not None
+        ready = self.proc.stdout.readline()
+        assert ready.strip() == "ready", ready
+
+    def fork(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        request = {"argv": argv, "log": str(log), "env": env or {}}
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        return int(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+        self.proc.stdout.close()
 
 
 # --- a chain to write to ------------------------------------------------------------------
@@ -129,14 +236,9 @@ def register_tx(network: demo.DemoNetwork, n: int, *, tag: str = "w") -> Transac
 
 
 def enrol_tx(network: demo.DemoNetwork, n: int, *, tag: str = "w") -> Transaction:
-    """The enrolment of a new dealer key ``n`` by the admin of the first dealer."""
-    admin = network.admins["dealer-01"] if "dealer-01" in network.admins else None
-    if admin is None:
-        org = network.members["dealer-01"].org
-        admin = network.admins[org]
-        org_id = org
-    else:
-        org_id = "dealer-01"
+    """The enrolment of a new dealer key ``n`` by the admin of dealer organisation ``dealer-01``."""
+    org_id = network.members["dealer-01"].org
+    admin = network.admins[org_id]
     member = SigningKey.generate()
     body = build_body(
         chain=network.chain,
@@ -191,15 +293,15 @@ class Writer(threading.Thread):
         self.timeout = timeout
         self.stats = WriterStats()
         self.first_ack = threading.Event()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._lock = threading.Lock()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def run(self) -> None:
         with httpx.Client(timeout=self.timeout) as http:
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 with self._lock:
                     txs = [self.make_tx(next(self.counter)) for _ in range(self.batch)]
                 try:
@@ -212,7 +314,7 @@ class Writer(threading.Thread):
                     self.stats.transport_errors += 1
                     if self.stop_on_transport_error:
                         return
-                    self._stop.wait(0.05)
+                    self._halt.wait(0.05)
                     continue
                 self.stats.requests += 1
                 if r.status_code != 200:
@@ -237,6 +339,17 @@ def committed_ids(db: Path) -> set[str]:
         return {bytes(r[0]).hex() for r in conn.execute("SELECT id FROM txs WHERE code = 'ok'")}
     finally:
         conn.close()
+
+
+def audit(data: Path) -> AuditReport:
+    """What ``carledger verify`` computes, in this process (no interpreter start)."""
+    info = data / "node.json"
+    signer = json.loads(info.read_text())["validator"] if info.exists() else None
+    store = SQLiteStore.open(Home(data).db_path)
+    try:
+        return audit_store(store, registry_for, signer=signer)
+    finally:
+        store.close()
 
 
 def run_verify(data: Path, *extra: str) -> tuple[int, dict[str, Any] | None, str]:

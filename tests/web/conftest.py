@@ -59,8 +59,10 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_api() -> Iterator[Any]:
+    """Playwright, per module: its event loop must not outlive the browser tests (later
+    tests may run their own with asyncio.run)."""
     if not os.path.exists(CHROMIUM) or shutil.which("chromium") is None:
         pytest.skip("Debian's chromium is not installed (scripts/setup --dev installs it)")
     from playwright.sync_api import sync_playwright

@@ -13,8 +13,8 @@ import asyncio
 import json
 import re
 import string
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx

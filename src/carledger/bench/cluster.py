@@ -57,7 +57,7 @@ def run_cluster(
     paced_seconds: float,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """(figures, details) of the cluster suite; see the module docstring."""
-    items = list(m.records(vehicles))
+    items = list(m.live_records(vehicles))
     cluster = _create(m, root / "cluster")
     try:
         cluster.up()

@@ -2,10 +2,15 @@
 
 Records are the demo market of :mod:`carledger.vehicle.demo` (every record family,
 inspections included, signed by the members the genesis enrols), generated from a
-fixed seed and a start date far enough in the past that every record, however many
-vehicles are asked for, is dated before the wall clock: a node accepts them at
-today's block time. Arrivals per day grow with the vehicle count so that the
-simulated market never runs into the future.
+fixed seed. Two kinds of market:
+
+- :func:`market` starts on a fixed date: ledgers built from it directly (block times
+  come from the data) are the same on every run. Arrivals per day grow with the
+  vehicle count so the stream keeps its shape at any size.
+- :func:`live_market` starts a few weeks before today, and :meth:`Market.live_records`
+  keeps the first ``LIVE_DAYS`` of its stream: records that a node accepts at
+  today's block time (a car is listed only with an inspection younger than 120 days,
+  and no record may be dated after its block).
 
 Big ledgers (report, storage and replay suites) are committed block by block through
 :meth:`Ledger.apply` on a store opened with ``durable=False``, exactly as
@@ -38,6 +43,7 @@ __all__ = [
     "Built",
     "Market",
     "build_ledger",
+    "live_market",
     "market",
     "per_day",
 ]
@@ -50,6 +56,8 @@ BENCH_START = dt.date(2025, 6, 1)
 ARRIVAL_DAYS = 300
 IMPORT_MEMBER = "bench-import"
 IMPORT_ROLES = ("registry",)
+#: The days of simulated market a live stream keeps.
+LIVE_DAYS = 40
 #: Records per block when a ledger is built directly (what a busy node cuts).
 BUILD_BLOCK_TXS = 1000
 
@@ -84,18 +92,41 @@ class Market:
         rng = random.Random(seed)  # noqa: S311 (reproducible data, not secrets)
         return demo.transactions(self.network, rng, vehicles=vehicles, per_day=per_day(vehicles))
 
+    def live_records(self, vehicles: int, seed: int = 1) -> Iterator[demo.DemoTx]:
+        """The first ``LIVE_DAYS`` of the stream of ``vehicles`` arriving in ``LIVE_DAYS / 2``.
+
+        A prefix in time of the stream is itself a valid history.
+        """
+        rng = random.Random(seed)  # noqa: S311 (reproducible data, not secrets)
+        daily = max(30, -(-vehicles * 2 // LIVE_DAYS))
+        end = (self.network.start + dt.timedelta(days=LIVE_DAYS)).isoformat()
+        for item in demo.transactions(self.network, rng, vehicles=vehicles, per_day=daily):
+            if item.at >= end:
+                return
+            yield item
+
     def init_home(self, path: Path, validator: str = "node-1", validators: int = 1) -> Home:
         home = Home(path)
         home.initialise(self.genesis(validators), validator, self.validator_key(validator), None)
         return home
 
 
+def live_market(today: dt.date) -> Market:
+    """A market whose stream starts ``LIVE_DAYS + 5`` days before ``today``."""
+    start = today - dt.timedelta(days=LIVE_DAYS + 5)
+    if (start.month, start.day) < (3, 10):
+        # The demo gives its youngest cars a past of at least a year before the start;
+        # a start early in the year leaves some no room (see vehicle/demo.py, past()).
+        start = dt.date(start.year - 1, 12, 31)
+    return market(start)
+
+
 def per_day(vehicles: int) -> int:
     return max(30, -(-vehicles // ARRIVAL_DAYS))
 
 
-def market() -> Market:
-    network = demo.build_network(BENCH_SEED, BENCH_START)
+def market(start: dt.date = BENCH_START) -> Market:
+    network = demo.build_network(BENCH_SEED, start)
     import_key = SigningKey(hashlib.sha256(f"{BENCH_SEED}|{IMPORT_MEMBER}".encode()).digest())
     return Market(network, import_key)
 

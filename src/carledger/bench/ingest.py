@@ -37,7 +37,7 @@ def run_ingest(
     paced_seconds: float,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """(figures, details) of the ingest suite; see the module docstring."""
-    items = list(m.records(vehicles))
+    items = list(m.live_records(vehicles))
     home = m.init_home(root / "ingest-node")
     node = start_node(home.path, log=root / "logs" / "ingest-node.log")
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -136,6 +137,16 @@ def init(
     )
 
 
+def _own_validator(data: Path) -> str | None:
+    """The validator id of the node whose data directory this is (it signs every block)."""
+    try:
+        doc = json.loads((data / "node.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    validator = doc.get("validator") if isinstance(doc, dict) else None
+    return validator if isinstance(validator, str) else None
+
+
 @app.command()
 @run_guarded
 def verify(
@@ -150,6 +161,7 @@ def verify(
     if not path.exists():
         raise StorageError("store_missing", f"There is no store at {path}.")
     trusted = Genesis.load(genesis) if genesis else None
+    signer = _own_validator(data)
     store = SQLiteStore.open(path)
     try:
         head = store.head()
@@ -169,6 +181,7 @@ def verify(
                 registry_for,
                 genesis=trusted,
                 progress=lambda h, _t: progress.update(task, completed=h),
+                signer=signer,
             )
     finally:
         store.close()

@@ -100,4 +100,10 @@ def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
 
 
 # Commands live in their own modules and register themselves on ``app``.
-from carledger.cli import client_cmds, cluster_cmds, ledger_cmds, node_cmds  # noqa: E402,F401
+from carledger.cli import (  # noqa: E402,F401
+    bench_cmds,
+    client_cmds,
+    cluster_cmds,
+    ledger_cmds,
+    node_cmds,
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import signal
 from collections.abc import Iterator
@@ -13,9 +14,11 @@ import typer
 
 from carledger.cli import cluster_cmds as cc
 from carledger.cli.main import DataOpt, app, console, run_guarded
-from carledger.errors import InvalidInput
+from carledger.errors import InvalidInput, StorageError
+from carledger.ledger.ledger import Ledger
 from carledger.node.home import Home, env_passphrase
 from carledger.node.service import Node, NodeSettings
+from carledger.store.sqlite import SQLiteStore
 
 
 class _Server:
@@ -45,6 +48,25 @@ class _Server:
         return Server(config)
 
 
+def _audit_or_refuse(ledger: Ledger) -> None:
+    from carledger.audit import audit_store
+    from carledger.chain import registry_for
+
+    store = ledger.store
+    assert isinstance(store, SQLiteStore)
+    with console.status("auditing the store..."):
+        signer = ledger.identity.validator if ledger.identity is not None else None
+        report = audit_store(store, registry_for, genesis=ledger.genesis, signer=signer)
+    if not report.ok:
+        store.close()
+        raise StorageError(
+            "store_audit_failed",
+            f"The store failed its audit at {report.findings[0]}; it was altered or damaged. "
+            "Restore it from a backup or re-sync it from peers.",
+        )
+    console.print(f"store audited: {report.blocks} blocks replay to the stored bytes")
+
+
 @app.command()
 @run_guarded
 def up(
@@ -63,6 +85,14 @@ def up(
     ] = 50,
     mempool: Annotated[int, typer.Option(help="Pending records before 503.")] = 50_000,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
+    verify_store: Annotated[
+        bool,
+        typer.Option(
+            "--verify-store",
+            help="Before serving, audit the whole store as `carledger verify` does; "
+            "refuse to start on any finding.",
+        ),
+    ] = False,
     etcd: cc.EtcdOpt = None,
     genesis: cc.GenesisOpt = None,
     node_key: cc.NodeKeyOpt = None,
@@ -112,12 +142,16 @@ def up(
         from carledger.node.demo import create_demo
 
         with console.status("creating the demo chain..."):
-            summary = create_demo(home, vehicles=demo_vehicles, seed=demo_seed)
+            # The demo's history ends yesterday (Korean time), so what is for sale is current.
+            today = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=9)).date()
+            summary = create_demo(home, vehicles=demo_vehicles, seed=demo_seed, ending_by=today)
         console.print(
             f"demo chain ready: {summary['vehicles']} vehicles, {summary['records']} records, "
             f"{summary['blocks']} blocks"
         )
     ledger = home.open_ledger(env_passphrase())
+    if verify_store:
+        _audit_or_refuse(ledger)
     node = Node(
         ledger,
         NodeSettings(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import datetime as _dt
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -60,6 +61,7 @@ def format_time(epoch_ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 
+@functools.lru_cache(maxsize=256)
 def parse_time(text: str) -> int:
     """Unix milliseconds of a block time ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
     if not is_utc_time(text, fraction=(3, 3)):

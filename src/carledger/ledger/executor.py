@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from carledger.errors import Conflict, InvalidInput, LedgerError, VerificationFailure
@@ -33,9 +34,40 @@ from carledger.ledger.membership import resolve_signer
 from carledger.ledger.state import Overlay, StateReader
 from carledger.ledger.tx import Transaction
 
-__all__ = ["ExecutionResult", "Executor", "TxResult"]
+__all__ = ["ExecutionResult", "Executor", "TxResult", "verify_parallel"]
 
 log = logging.getLogger(__name__)
+
+#: Below this many signatures a thread pool costs more than it saves.
+PARALLEL_VERIFY_MIN = 64
+_pool: ThreadPoolExecutor | None = None
+
+
+def _verify_pool() -> ThreadPoolExecutor:
+    global _pool  # noqa: PLW0603 (one pool per process, made on first use)
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sigverify")
+    return _pool
+
+
+def verify_parallel(txs: Sequence[Transaction]) -> dict[str, bool]:
+    """Whether all signatures of each of ``txs`` verify, by id, on two threads.
+
+    libsodium releases the GIL while it verifies, so this uses the second core;
+    results are the same as ``not tx.bad_signers()`` for each.
+    """
+    if len(txs) < PARALLEL_VERIFY_MIN:
+        return {tx.id: not tx.bad_signers() for tx in txs}
+    chunk = max(16, len(txs) // 8)
+    parts = [txs[i : i + chunk] for i in range(0, len(txs), chunk)]
+
+    def check(part: Sequence[Transaction]) -> list[tuple[str, bool]]:
+        return [(tx.id, not tx.bad_signers()) for tx in part]
+
+    out: dict[str, bool] = {}
+    for results in _verify_pool().map(check, parts):
+        out.update(results)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,14 +120,41 @@ class Executor:
         committed: Callable[[str], bool],
         nonce_used: Callable[[str, str], bool],
         signatures_ok: Mapping[str, bool] | None = None,
+        decoded: Sequence[Transaction] = (),
+        prefetch: Callable[[Sequence[Transaction]], None] | None = None,
     ) -> ExecutionResult:
         """Execute ``txs`` in order over ``state``.
 
         ``committed(id)`` tells whether an id is already on the chain and
         ``nonce_used(signer, nonce)`` whether a first signer used a nonce (replay
         protection). ``signatures_ok`` may carry verification results computed in
-        parallel beforehand, by transaction id; missing ids are verified here.
+        parallel beforehand, by transaction id; missing ids are verified here, on
+        two threads when there are many. ``decoded`` may hold transactions already
+        decoded from these very bodies and signatures (the mempool's), so they are
+        not decoded twice; any other raw transaction is decoded here.
+        ``prefetch``, when given, is called once with every decodable transaction
+        before the first ``committed``/``nonce_used`` call (to batch those lookups).
         """
+        known = {tx.body: tx for tx in decoded}
+        parsed: list[Transaction | LedgerError] = []
+        for raw in txs:
+            tx = known.get(raw.body)
+            if tx is None or tx.signatures != raw.signatures:
+                try:
+                    tx = Transaction.from_body(raw.body, raw.signatures)
+                except LedgerError as exc:
+                    parsed.append(exc)
+                    continue
+            parsed.append(tx)
+        unchecked = [
+            tx
+            for tx in parsed
+            if isinstance(tx, Transaction) and (signatures_ok is None or tx.id not in signatures_ok)
+        ]
+        if unchecked:
+            signatures_ok = {**(signatures_ok or {}), **verify_parallel(unchecked)}
+        if prefetch is not None:
+            prefetch([tx for tx in parsed if isinstance(tx, Transaction)])
         overlay = Overlay(state)
         result = ExecutionResult()
         seen: set[str] = set()
@@ -110,8 +169,8 @@ class Executor:
                 return "duplicate_nonce"
             return None
 
-        for raw in txs:
-            outcome = self._one(raw, overlay, ctx, replayed, signatures_ok)
+        for raw, tx_or_error in zip(txs, parsed, strict=True):
+            outcome = self._one(raw, tx_or_error, overlay, ctx, replayed, signatures_ok)
             if outcome.authentic:
                 seen.add(outcome.id)
             if outcome.ok:
@@ -123,16 +182,15 @@ class Executor:
     def _one(
         self,
         raw: RawTx,
+        tx: Transaction | LedgerError,
         overlay: Overlay,
         ctx: BlockContext,
         replayed: Callable[[Transaction], str | None],
         signatures_ok: Mapping[str, bool] | None,
     ) -> TxResult:
-        try:
-            tx = Transaction.from_body(raw.body, raw.signatures)
-        except LedgerError as exc:
+        if isinstance(tx, LedgerError):
             return TxResult(
-                raw.id, exc.code, raw, message=exc.message, authentic=False, status=exc.status
+                raw.id, tx.code, raw, message=tx.message, authentic=False, status=tx.status
             )
         ok = signatures_ok.get(tx.id) if signatures_ok is not None else None
         if ok is None:

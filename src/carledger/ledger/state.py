@@ -15,6 +15,11 @@ from typing import Any, Protocol
 
 from carledger.encoding import canonical
 
+try:
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - orjson is a dependency
+    _loads = json.loads
+
 __all__ = ["Overlay", "StateReader", "decode_value", "encode_value"]
 
 
@@ -31,19 +36,25 @@ def encode_value(value: Any) -> bytes:
 def decode_value(data: bytes) -> Any:
     # Values in the state were written by encode_value, so the fast, lenient
     # decoder is enough here; strict decoding is for untrusted input.
-    return json.loads(data)
+    # orjson gives the same values as json.loads for canonical JSON, about three
+    # times faster.
+    return _loads(data)
 
 
 class Overlay:
     """Pending writes of one block over a :class:`StateReader`.
 
     Values are held as canonical bytes and decoded on every ``get``, so a
-    contract can never alter pending state by mutating an object it read.
+    contract can never alter pending state by mutating an object it read. Bytes read
+    from the base are remembered for the overlay's life (one block: the base does not
+    change under it), so the member and market entries most records read cost one
+    query a block, not one a record.
     """
 
     def __init__(self, base: StateReader) -> None:
         self._base = base
         self._writes: dict[str, bytes | None] = {}
+        self._reads: dict[str, bytes | None] = {}
 
     def get(self, key: str) -> Any:
         data = self.get_bytes(key)
@@ -52,7 +63,11 @@ class Overlay:
     def get_bytes(self, key: str) -> bytes | None:
         if key in self._writes:
             return self._writes[key]
-        return self._base.get_state(key)
+        try:
+            return self._reads[key]
+        except KeyError:
+            data = self._reads[key] = self._base.get_state(key)
+            return data
 
     def apply(self, writes: Mapping[str, Any]) -> None:
         # Encode everything first so a value that cannot be encoded leaves the

@@ -48,9 +48,30 @@ def _with_cars_for_sale(items: list[demo.DemoTx]) -> list[demo.DemoTx]:
     return items[:cut]
 
 
-def create_demo(home: Home, *, vehicles: int, seed: int) -> dict[str, Any]:
-    """Create ``home`` with a demo chain of ``vehicles`` vehicles; return counts."""
+def _span_days(vehicles: int, seed: int) -> int:
+    """How many days the demo history (cut as below) covers; the same for any start."""
     network = demo.build_network(str(seed), DEMO_START)
+    rng = random.Random(seed)  # noqa: S311 (reproducible demo data, not secrets)
+    items = _with_cars_for_sale(list(demo.transactions(network, rng, vehicles=vehicles)))
+    if not items:
+        return 0
+    last = dt.date.fromisoformat(items[-1].at[:10])
+    return (last - DEMO_START).days
+
+
+def create_demo(
+    home: Home, *, vehicles: int, seed: int, ending_by: dt.date | None = None
+) -> dict[str, Any]:
+    """Create ``home`` with a demo chain of ``vehicles`` vehicles; return counts.
+
+    The history starts on :data:`DEMO_START`, or, with ``ending_by`` (today, for a
+    demo people look at), early enough to end the day before it: then the cars for
+    sale carry inspections that are still valid.
+    """
+    start = DEMO_START
+    if ending_by is not None:
+        start = ending_by - dt.timedelta(days=_span_days(vehicles, seed) + 1)
+    network = demo.build_network(str(seed), start)
     doc = dict(network.genesis)
     # One node serves the demo, so it is the only validator and certifies alone.
     doc["validators"] = [v for v in doc["validators"] if v["id"] == DEMO_VALIDATOR]

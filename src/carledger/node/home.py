@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from carledger.audit import check_at_start
 from carledger.chain import registry_for
 from carledger.crypto.keys import SigningKey
 from carledger.errors import InvalidInput
@@ -94,7 +95,9 @@ class Home:
         genesis = self.genesis()
         store = SQLiteStore.open(self.db_path, durable=durable)
         try:
-            return Ledger(store, genesis, registry_for(genesis), self.identity(passphrase))
+            ledger = Ledger(store, genesis, registry_for(genesis), self.identity(passphrase))
+            check_at_start(ledger, store)
         except BaseException:
             store.close()
             raise
+        return ledger

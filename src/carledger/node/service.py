@@ -172,11 +172,15 @@ class Node:
         return max(format_time(self.clock_ms()), self.ledger.head.time)
 
     def commit(
-        self, proposal: Proposal, *, signatures_ok: dict[str, bool] | None = None
+        self,
+        proposal: Proposal,
+        *,
+        signatures_ok: dict[str, bool] | None = None,
+        decoded: Sequence[Transaction] = (),
     ) -> CommittedBlock:
         """Execute and commit an ordered block (waiters, metrics and events follow)."""
         started = time.perf_counter()
-        block = self.ledger.apply(proposal, signatures_ok=signatures_ok)
+        block = self.ledger.apply(proposal, signatures_ok=signatures_ok, decoded=decoded)
         if not self.diverged:
             self.problem = None
         self.metrics.block_seconds.observe(time.perf_counter() - started)
@@ -368,7 +372,7 @@ class SoloOrdering:
         )
         try:
             # Signatures were verified when each transaction was accepted.
-            return node.commit(proposal, signatures_ok={t.id: True for t in batch})
+            return node.commit(proposal, signatures_ok={t.id: True for t in batch}, decoded=batch)
         except LedgerError:
             # Nothing was written; the transactions go back to the front of the queue.
             self.mempool.requeue(batch)

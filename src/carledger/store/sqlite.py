@@ -83,6 +83,10 @@ MIGRATIONS: dict[int, str] = {
 }
 
 
+#: Values bound in one ``IN (...)`` query (SQLite allows 32,766 since 3.32).
+_IN_CHUNK = 500
+
+
 def node_id(level: int, index: int) -> int:
     return (level << LEVEL_SHIFT) | index
 
@@ -129,6 +133,23 @@ class _Reads:
             .fetchone()
             is not None
         )
+
+    def used_nonces(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The ``(signer, nonce)`` pairs among ``pairs`` that :meth:`nonce_used` would confirm."""
+        found: set[tuple[str, str]] = set()
+        by_key = {(bytes.fromhex(signer[:16]), nonce): (signer, nonce) for signer, nonce in pairs}
+        keys = list(by_key)
+        conn = self._c()
+        for i in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[i : i + _IN_CHUNK]
+            rows = conn.execute(
+                "SELECT signer, nonce FROM nonces WHERE (signer, nonce) IN (VALUES "
+                + ",".join(["(?, ?)"] * len(chunk))
+                + ")",
+                [v for pair in chunk for v in pair],
+            )
+            found.update(by_key[(bytes(k), str(n))] for k, n in rows)
+        return found
 
     def get_state(self, key: str) -> bytes | None:
         row = (
@@ -405,6 +426,19 @@ class SQLiteStore(_Reads):
             .fetchone()
             is not None
         )
+
+    def committed_ids(self, tx_ids: Sequence[str]) -> set[str]:
+        """The ids among ``tx_ids`` for which :meth:`has_tx` is true (one query per 500)."""
+        found: set[str] = set()
+        conn = self._c()
+        for i in range(0, len(tx_ids), _IN_CHUNK):
+            chunk = [bytes.fromhex(t) for t in tx_ids[i : i + _IN_CHUNK]]
+            rows = conn.execute(
+                "SELECT id FROM txs WHERE auth = 1 AND id IN (" + ",".join("?" * len(chunk)) + ")",
+                chunk,
+            )
+            found.update(_blob(r[0]).hex() for r in rows)
+        return found
 
     def tx_by_id(self, tx_id: str) -> StoredTx | None:
         row = (

@@ -64,8 +64,20 @@ async function readRequest(text) {
   request = { id: doc.id, body, signers: envelope.signers };
   const facts = $("request-facts");
   while (facts.firstChild) facts.firstChild.remove();
-  const rows = [[t("js.sign.type"), envelope.type], [t("js.sign.id"), doc.id]];
-  for (const f of FIELDS) if (f in envelope.payload) rows.push([t(`js.sign.f.${f}`), String(envelope.payload[f])]);
+  const type = t.has(`js.type.${envelope.type}`) ? t(`js.type.${envelope.type}`) : envelope.type;
+  const rows = [[t("js.sign.type"), type], [t("js.sign.id"), doc.id]];
+  for (const f of FIELDS) {
+    if (!(f in envelope.payload)) continue;
+    const v = envelope.payload[f];
+    rows.push([t(`js.sign.f.${f}`), typeof v === "number" ? v.toLocaleString("en-US") : String(v)]);
+  }
+  // Who asks: the first signer's proven membership, as the node knows it.
+  let dealer = `${envelope.signers[0].slice(0, 12)}…`;
+  try {
+    const who = await (await fetch(`/console/member/${envelope.signers[0]}`)).json();
+    if (who.known) dealer = `${who.member} · ${who.org_name}`;
+  } catch { /* keep the key */ }
+  rows.push([t("js.sign.dealer"), dealer]);
   rows.push([t("js.sign.signers"), envelope.signers.map((s) => `${s.slice(0, 12)}…`).join(", ")]);
   for (const [k, v] of rows) {
     facts.append(Object.assign(document.createElement("dt"), { textContent: k }),

@@ -9,9 +9,12 @@
 //      the block header hashes to it (header_mismatch)
 //   3. the VIN's state entry against the header's state root: the collapsed sparse
 //      Merkle tree proof of carledger/ledger/smt.py (state_proof_invalid, vin_mismatch)
+//   3b. each signer's membership entry against the same root (state_proof_invalid)
 //   4. every record: canonical body, id = sha256(body), every signer's Ed25519
-//      signature (record_signature_invalid), its RFC 9162 log leaf (id, height, block
-//      time, "ok") is included under the header's log root (inclusion_proof_invalid)
+//      signature (record_signature_invalid), it is about this VIN (vin_mismatch), the
+//      organisations shown for its signers are the proven ones (signer_mismatch), its
+//      RFC 9162 log leaf (id, height, block time, "ok") is included under the
+//      header's log root (inclusion_proof_invalid)
 //   5. the per-VIN hash chain: each record names the one before (chain_broken), and
 //      the proven state's head and record count are the report's last record and
 //      count (report_incomplete): nothing was left out
@@ -236,6 +239,52 @@ function namedPrev(vin, payload, where) {
   return payload.prev ?? null;
 }
 
+/**
+ * Each signer's proven membership {key, org, member, roles} (nulls when the key is no
+ * member), every entry checked against the state root (verifier.py _members).
+ */
+async function provenMembers(doc, root) {
+  const out = new Map();
+  for (const [key, entry] of Object.entries(doc)) {
+    if (!HEX64.test(key) || entry === null || typeof entry !== "object") {
+      fail("report_malformed", "members maps public keys to proven entries.");
+    }
+    let value = null;
+    try {
+      if (entry.value !== null) value = fromBase64(entry.value);
+    } catch (err) {
+      fail("report_malformed", `The proof of members[${key.slice(0, 16)}...] is malformed: ${err.message}`);
+    }
+    await verifyStateEntry(root, `member/${key}`, value, parseSparseProof(entry.proof));
+    if (value === null) {
+      out.set(key, { key, org: null, member: null, roles: [] });
+      continue;
+    }
+    let m;
+    try { m = JSON.parse(utf8Strict.decode(value)); } catch { m = null; }
+    if (!m || !("org" in m) || !("member" in m) || !("roles" in m)) {
+      fail("report_malformed", `The proven entry member/${key} is not a membership.`);
+    }
+    out.set(key, { key, org: m.org, member: m.member, roles: m.roles });
+  }
+  return out;
+}
+
+/**
+ * A record is about `vin`: by VIN, in its `vehicles` list, or (a gate device reading
+ * a plate) by a plate an earlier record of this VIN gave it. Python compares with the
+ * plate current at that record; this is the same for every history without a voided
+ * registration.
+ */
+function checkVin(payload, vin, plates, where) {
+  let ok;
+  if (Array.isArray(payload.vehicles)) ok = payload.vehicles.some((v) => v && v.vin === vin);
+  else if ("vin" in payload) ok = payload.vin === vin;
+  else if ("plate" in payload) ok = plates.has(payload.plate);
+  else ok = false;
+  if (!ok) fail("vin_mismatch", `${where} is not a record about ${vin}.`);
+}
+
 // --- the summary against the proven state (facts.py, but for odometer gaps) ----------
 
 const live = (items) => items.filter((e) => !e.void);
@@ -367,6 +416,9 @@ export async function verifyReport(report, trust, { onStep = () => {} } = {}) {
   if (report.chain !== trust.chain) {
     fail("report_chain_mismatch", `The report is for chain ${JSON.stringify(report.chain)}; this page trusts ${JSON.stringify(trust.chain)}.`);
   }
+  if (report.genesis_hash !== trust.genesis_hash) {
+    fail("report_chain_mismatch", "The report was made on a chain that started from another genesis.");
+  }
 
   // 2. the checkpoint and its header
   onStep("checkpoint");
@@ -418,25 +470,43 @@ export async function verifyReport(report, trust, { onStep = () => {} } = {}) {
       fail("report_malformed", `The state value is malformed: ${err.message}`);
     }
   }
-  await verifyStateEntry(fromHex(header.state_root, 32), key, value, parseSparseProof(stateDoc.proof));
+  const stateRoot = fromHex(header.state_root, 32);
+  await verifyStateEntry(stateRoot, key, value, parseSparseProof(stateDoc.proof));
+  const members = await provenMembers(need(report, "members", "object"), stateRoot);
 
   // 4. records, 5. the per-VIN chain
   onStep("records");
   const records = need(report, "records", "array");
   const logRoot = fromHex(header.log_root, 32);
   let prev = null;
+  const plates = new Set();
   const signers = new Set();
   const seen = [];
   for (const [i, rec] of records.entries()) {
     const where = `records[${i}]`;
     const tx = await decodeTransaction(need(rec, "tx", "object", where), where);
     const env = tx.envelope;
-    if (env.chain !== trust.chain) fail("report_chain_mismatch", `${where} is for another chain.`);
     for (const [j, signer] of env.signers.entries()) {
       const ok = await ed25519Verify(fromHex(signer, 32), fromHex(rec.tx.signatures[j], 64), tx.body);
       if (!ok) {
         fail("record_signature_invalid", `${where} (${tx.id.slice(0, 16)}...) has a signature that does not verify.`, { index: i });
       }
+    }
+    if (env.chain !== trust.chain) fail("report_chain_mismatch", `${where} is for another chain.`);
+    if (rec.type !== env.type) fail("report_malformed", `${where}.type is not the signed record's type.`);
+    if (env.payload === null || typeof env.payload !== "object") {
+      fail("report_malformed", `${where} has no payload object.`);
+    }
+    checkVin(env.payload, vin, plates, where);
+    if (env.type === "registration.record" && typeof env.payload.plate === "string") {
+      plates.add(env.payload.plate);
+    }
+    const proven = env.signers.map((k) => {
+      if (!members.has(k)) fail("report_malformed", `${where} is signed by ${k.slice(0, 16)}..., whose membership the report does not prove.`);
+      return members.get(k);
+    });
+    if (canonicalize(rec.signers ?? null) !== canonicalize(proven)) {
+      fail("signer_mismatch", `${where} (${tx.id.slice(0, 16)}...) names signers' organisations that differ from the membership the checkpoint's state proves.`);
     }
     const height = need(rec, "height", "int", where);
     const time = need(rec, "time", "string", where);
@@ -453,9 +523,6 @@ export async function verifyReport(report, trust, { onStep = () => {} } = {}) {
       fail("inclusion_proof_invalid", `${where} (${tx.id.slice(0, 16)}...) is not proven to be in the log as an accepted record at height ${height}.`, { index: i });
     }
     if (height > header.height) fail("report_malformed", `${where} claims a height after the checkpoint.`);
-    if (env.payload === null || typeof env.payload !== "object") {
-      fail("report_malformed", `${where} has no payload object.`);
-    }
     const named = namedPrev(vin, env.payload, where);
     if (named !== prev) {
       fail("chain_broken", `${where} names ${String(named).slice(0, 16)}... as the previous record of ${vin}, but the report's previous record is ${String(prev).slice(0, 16)}... (reordered, dropped or inserted records).`, { index: i });
