@@ -93,32 +93,55 @@ def audit_store(
     store's own copy is used (and only checked for consistency with block 0).
     ``signer`` (optional) is the validator id of the node that wrote the store: it
     signs every block it commits, so a block without its signature was altered.
+    A damaged file (SQLite's own structure check, or a page that cannot be read)
+    is a finding in table ``file``.
     """
     report = AuditReport()
+    try:
+        damage = [str(r[0]) for r in store.conn.execute("PRAGMA quick_check")]
+        if damage != ["ok"]:
+            report.findings.append(
+                Finding(None, "file", "structure", f"SQLite finds the file damaged: {damage[0]}")
+            )
+            return report
+        _audit(store, registry_for, report, genesis, progress, signer)
+    except sqlite3.DatabaseError as exc:
+        report.findings.append(Finding(None, "file", "pages", f"The file is damaged: {exc}."))
+    return report
+
+
+def _audit(
+    store: SQLiteStore,
+    registry_for: Callable[[Genesis], ContractRegistry],
+    report: AuditReport,
+    genesis: Genesis | None,
+    progress: Callable[[int, int], None] | None,
+    signer: str | None,
+) -> None:
     stored_genesis = store.get_meta("genesis")
     if stored_genesis is None:
         report.findings.append(Finding(None, "meta", "genesis", "The store has no genesis."))
-        return report
+        return
     try:
         own = Genesis.from_dict(json.loads(stored_genesis))
     except (LedgerError, ValueError) as exc:
         report.findings.append(Finding(None, "meta", "genesis", f"Unreadable genesis: {exc}"))
-        return report
+        return
     if own.bytes != stored_genesis:
         report.findings.append(
             Finding(None, "meta", "genesis", "The stored genesis is not in canonical form.")
         )
-        return report
+        return
     if genesis is not None and genesis.hash != own.hash:
         report.findings.append(
             Finding(None, "meta", "genesis", "The store's genesis differs from the one given.")
         )
-        return report
+        return
     genesis = genesis or own
     head = store.head()
     if head is None:
         report.findings.append(Finding(None, "blocks", "0", "The store has no blocks."))
-        return report
+        return
     report.height = head[0]
     with tempfile.TemporaryDirectory(prefix="carledger-audit-") as scratch:
         replay_store = SQLiteStore.open(Path(scratch) / "replay.db")
@@ -131,7 +154,6 @@ def audit_store(
             replay_store.close()
     if report.ok:
         _check_checkpoints(store, replay, report, signer)
-    return report
 
 
 def _replay_blocks(

@@ -3,10 +3,7 @@ consortium per test (4 etcd members, 4 nodes), always stopped afterwards."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,10 +13,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cluster"))
 
 from cluster_support import CURRENT
-from reliability_support import Spawned, Zygote, up_argv
+from reliability_support import Spawner, Zygote
 
 from carledger.consortium.local import ETCD_BINARY, LocalCluster
-from tests_support import free_port
 
 
 @pytest.fixture(scope="module")
@@ -30,41 +26,12 @@ def zygote() -> Iterator[Zygote]:
 
 
 @pytest.fixture
-def spawn(tmp_path: Path, zygote: Zygote) -> Iterator[Callable[..., Spawned]]:
-    """Start ``carledger up`` without waiting for it; every node is killed at the end.
-
-    ``spawn(data, *args)`` forks a pre-imported node (fast, for crash loops);
-    ``spawn(data, *args, real=True)`` runs ``python -m carledger up`` as a child.
-    """
-    started: list[Spawned] = []
-    logs = tmp_path / "logs"
-    logs.mkdir(exist_ok=True)
-
-    def make(
-        data: Path, *args: str, env: dict[str, str] | None = None, real: bool = False
-    ) -> Spawned:
-        port = free_port()
-        log = logs / f"node-{len(started)}.log"
-        argv = up_argv(data, port, *args)
-        if real:
-            with log.open("wb") as out:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "carledger", *argv],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env={**os.environ, "COLUMNS": "200", **(env or {})},
-                )
-            node = Spawned(data, port, log, time.monotonic(), proc=proc, pid=proc.pid)
-        else:
-            started_at = time.monotonic()
-            pid = zygote.fork(argv, log, env)
-            node = Spawned(data, port, log, started_at, pid=pid)
-        started.append(node)
-        return node
-
-    yield make
-    for node in started:
-        node.kill()
+def spawn(tmp_path: Path, zygote: Zygote) -> Iterator[Spawner]:
+    """Start ``carledger up`` without waiting for it (see :class:`Spawner`); all are killed
+    at the end of the test."""
+    spawner = Spawner(zygote, tmp_path / "logs")
+    yield spawner
+    spawner.kill_all()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import json
 import os
 import signal
@@ -111,6 +112,15 @@ class Spawned:
             os.kill(self.pid, signal.SIGKILL)
         wait_for(f"pid {self.pid} to end", lambda: not self.alive())
 
+    def terminate(self) -> None:
+        """SIGTERM (a clean stop) and wait until the process is gone."""
+        if self.proc is not None:
+            self.stop()
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGTERM)
+        wait_for(f"pid {self.pid} to stop", lambda: not self.alive(), timeout=60)
+
     def stop(self) -> int:
         """SIGTERM and the exit status (only for children of this process)."""
         assert self.proc is not None, "only a child of this process has an exit status"
@@ -172,6 +182,48 @@ class Zygote:
         self.proc.stdout.close()
 
 
+class Spawner:
+    """Starts ``carledger up`` without waiting for it; :meth:`kill_all` ends every node.
+
+    ``spawner(data, *args)`` forks a pre-imported node from ``zygote`` (fast, for crash
+    loops); ``spawner(data, *args, real=True)`` runs ``python -m carledger up``.
+    """
+
+    def __init__(self, zygote: Zygote, logs: Path) -> None:
+        self.zygote = zygote
+        self.logs = logs
+        self.started: list[Spawned] = []
+        logs.mkdir(parents=True, exist_ok=True)
+
+    def __call__(
+        self, data: Path, *args: str, env: dict[str, str] | None = None, real: bool = False
+    ) -> Spawned:
+        from tests_support import free_port
+
+        port = free_port()
+        log = self.logs / f"node-{len(self.started)}.log"
+        argv = up_argv(data, port, *args)
+        if real:
+            with log.open("wb") as out:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "carledger", *argv],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, "COLUMNS": "200", **(env or {})},
+                )
+            node = Spawned(data, port, log, time.monotonic(), proc=proc, pid=proc.pid)
+        else:
+            started_at = time.monotonic()
+            pid = self.zygote.fork(argv, log, env)
+            node = Spawned(data, port, log, started_at, pid=pid)
+        self.started.append(node)
+        return node
+
+    def kill_all(self) -> None:
+        for node in self.started:
+            node.kill()
+
+
 # --- a chain to write to ------------------------------------------------------------------
 
 
@@ -194,6 +246,7 @@ class DemoChain:
 def make_demo_chain(path: Path, *, vehicles: int = 3, seed: int = SEED) -> DemoChain:
     home = Home(path)
     create_demo(home, vehicles=vehicles, seed=seed)
+    gc.collect()  # the demo's read connections: closed before anything else opens the file
     return DemoChain(home, demo.build_network(str(seed), DEMO_START))
 
 

@@ -101,7 +101,11 @@ def create_app(node: Node) -> FastAPI:
         version=__version__,
         description="A permissioned ledger for the life of a vehicle and used-car trading.",
     )
-    install(app)
+
+    def damaged(text: str) -> None:
+        node.problem = text  # /healthz answers degraded until the next block commits
+
+    install(app, damaged)
     app.add_middleware(BodyLimit, limit=MAX_REQUEST_BYTES)
     ledger = node.ledger
 
@@ -282,7 +286,12 @@ def create_app(node: Node) -> FastAPI:
     def get_consistency(first: int, second: int) -> dict[str, Any]:
         return views.consistency_view(ledger, first, second)
 
-    @app.get("/v1/events", summary="Server-sent events of committed records")
+    @app.get(
+        "/v1/events",
+        summary="Server-sent events of committed records",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
     def get_events(
         request: Request,
         from_height: Annotated[int | None, Query(ge=0)] = None,
@@ -292,6 +301,8 @@ def create_app(node: Node) -> FastAPI:
             if not last.isdigit():
                 raise InvalidInput("invalid_event_id", "Last-Event-ID is a record index.")
             after_seq = int(last)
+        elif from_height is not None and from_height > ledger.height + 1:
+            after_seq = ledger.head.log_size - 1  # a future height: what comes from now on
         elif from_height is not None:
             raw = ledger.store.block(from_height - 1) if from_height > 0 else None  # type: ignore[attr-defined]
             after_seq = -1 if raw is None else _log_size(raw) - 1

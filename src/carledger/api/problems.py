@@ -7,6 +7,9 @@ into the same shape, so a client handles one error format.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,9 +17,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from carledger.errors import LedgerError
+from carledger.errors import LedgerError, StorageError
 
 __all__ = ["install", "problem_response"]
+
+log = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
 
@@ -45,10 +50,36 @@ def _simple(status: int, code: str, detail: str) -> dict[str, Any]:
     }
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, on_storage_error: Callable[[str], None] | None = None) -> None:
+    """Answer every error as a problem. ``on_storage_error`` hears of a damaged store."""
+
+    @app.exception_handler(sqlite3.DatabaseError)
+    async def _store(request: Request, exc: sqlite3.DatabaseError) -> JSONResponse:
+        # SQLite noticed damage (a torn or truncated page, an I/O error): refuse to
+        # answer rather than answer from a damaged store, and say so on /healthz.
+        error = StorageError(
+            "store_damaged",
+            f"The node's store is damaged ({exc}); this node cannot answer {request.url.path} "
+            "reliably. Ask another node; operators: run `carledger verify`.",
+        )
+        log.error("store damaged while serving %s: %s", request.url.path, exc)
+        if on_storage_error is not None:
+            on_storage_error(error.diagnostics())
+        return ledger_problem(error)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug: the client still gets a problem with a code, never a bare 500 page.
+        del request, exc
+        return problem_response(
+            _simple(500, "internal_error", "The node failed to answer; the failure is logged.")
+        )
+
     @app.exception_handler(LedgerError)
     async def _ledger(request: Request, exc: LedgerError) -> JSONResponse:
         del request
+        if isinstance(exc, StorageError) and on_storage_error is not None:
+            on_storage_error(exc.diagnostics())
         return ledger_problem(exc)
 
     @app.exception_handler(RequestValidationError)

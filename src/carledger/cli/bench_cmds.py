@@ -113,13 +113,13 @@ def bench(
     unknown = sorted(set(chosen) - set(SUITE_NAMES))
     if unknown:
         raise InvalidInput(
-            "unknown_suite",
+            "invalid_option",
             f"Unknown suites: {', '.join(unknown)}; choose from {', '.join(SUITE_NAMES)}.",
         )
     if scale is None:
         scale = 300 if quick else 10_000
     if scale < 20:
-        raise InvalidInput("invalid_scale", "scale is at least 20 vehicles.")
+        raise InvalidInput("invalid_option", "scale is at least 20 vehicles.")
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
     options = BenchOptions(

@@ -149,9 +149,11 @@ def up(
             f"demo chain ready: {summary['vehicles']} vehicles, {summary['records']} records, "
             f"{summary['blocks']} blocks"
         )
-    ledger = home.open_ledger(env_passphrase())
+    ledger = home.open_ledger(env_passphrase(), behind_ok=consortium is not None)
     if verify_store:
         _audit_or_refuse(ledger)
+    home.record_head(ledger.head)
+    ledger.on_commit(lambda block: home.record_head(block.header))
     node = Node(
         ledger,
         NodeSettings(

@@ -12,7 +12,10 @@ log root) of every block it executes. For a height ``H``:
 - this node is *diverged* when a checkpoint other than its own is certified: its own
   execution disagrees with a quorum, so its state is not to be trusted;
 - a validator that signed a different checkpoint than the certified one is a
-  *dissenter*: its signature is left out of the certificate, and it is reported.
+  *dissenter*: its signature is left out of the certificate, and it is reported;
+- a validator seen signing two different checkpoints at one height
+  *equivocates*: both signatures are the evidence, and none of its signatures counts
+  from then on (at any height) in this process.
 
 :class:`Certifier` is pure bookkeeping (no I/O, no clock) so it is tested on its own.
 """
@@ -91,6 +94,8 @@ class Certifier:
         self._keys_at = keys_at
         self._own: dict[int, Checkpoint] = {}
         self._claims: dict[int, dict[str, SignedCheckpoint]] = {}
+        #: validator -> the two signed checkpoints that show it equivocating
+        self.equivocators: dict[str, tuple[SignedCheckpoint, SignedCheckpoint]] = {}
 
     def own(self, checkpoint: Checkpoint) -> None:
         """This node's checkpoint at ``checkpoint.height``."""
@@ -100,12 +105,25 @@ class Certifier:
         return self._own.get(height)
 
     def add(self, signed: SignedCheckpoint) -> bool:
-        """Record a signed checkpoint if its validator is in force at its height and it verifies."""
+        """Record a signed checkpoint if its validator is in force at its height, it
+        verifies and the validator is not known to equivocate.
+
+        A valid signature over a checkpoint other than the one the same validator
+        signed at that height before makes it an equivocator (see :attr:`equivocators`).
+        """
         height = signed.checkpoint.height
-        key = self._keys_at(height).get(signed.signature.validator)
-        if key is None or not signed.verifies(key):
+        validator = signed.signature.validator
+        key = self._keys_at(height).get(validator)
+        if key is None or validator in self.equivocators or not signed.verifies(key):
             return False
-        self._claims.setdefault(height, {})[signed.signature.validator] = signed
+        claims = self._claims.setdefault(height, {})
+        earlier = claims.get(validator)
+        if earlier is not None and earlier.checkpoint != signed.checkpoint:
+            self.equivocators[validator] = (earlier, signed)
+            for at in self._claims.values():
+                at.pop(validator, None)
+            return False
+        claims[validator] = signed
         return True
 
     def claims(self, height: int) -> dict[str, SignedCheckpoint]:
@@ -116,7 +134,7 @@ class Certifier:
         quorum = checkpoint_quorum(len(keys)) if keys else 1
         groups: dict[Checkpoint, set[str]] = {}
         for validator, signed in self._claims.get(height, {}).items():
-            if validator in keys:
+            if validator in keys and validator not in self.equivocators:
                 groups.setdefault(signed.checkpoint, set()).add(validator)
         own = self._own.get(height)
         winner = next((cp for cp, who in groups.items() if len(who) >= quorum), None)

@@ -59,7 +59,7 @@ from carledger.ledger.tx import Transaction
 from . import etcd as E
 from .catchup import FetchedBlock, PeerFetcher, check_fetched
 from .certify import Certifier, ValidatorHistory, Verdict
-from .faults import apply_test_fault
+from .faults import apply_test_fault, published_checkpoints
 from .layout import (
     BATCH_BYTES,
     BLOCK_BYTES,
@@ -134,6 +134,18 @@ class _Metrics:
         self.etcd_errors = Counter(
             "carledger_etcd_errors", "etcd requests that failed on every member", registry=registry
         )
+        self.equivocating = Gauge(
+            "carledger_equivocating_validator",
+            "1 for a validator seen signing two different checkpoints at one height (alarm)",
+            ["validator"],
+            registry=registry,
+        )
+        self.refused_blocks = Counter(
+            "carledger_catchup_refused_blocks",
+            "Blocks a peer served for catch-up that failed their certificate check, by peer",
+            ["peer"],
+            registry=registry,
+        )
 
 
 class _Submission:
@@ -183,6 +195,7 @@ class EtcdOrdering:
         self._unpublished: set[int] = set()
         self._sig_buffer: list[tuple[int, CheckpointSignature]] = []
         self._dissenters: set[str] = set()
+        self._equivocators_reported: set[str] = set()
         self._history = ValidatorHistory()
         self._certifier = Certifier(self._history.at)
         self._seq = itertools.count()
@@ -817,7 +830,8 @@ class EtcdOrdering:
                 )
                 return
             exact = self._history.at(height)
-            valid = [s for s in certificate if s.validator in exact]
+            banned = self._certifier.equivocators
+            valid = [s for s in certificate if s.validator in exact and s.validator not in banned]
             self._sig_buffer.extend((height, s) for s in valid)
             for sig in valid:
                 self._certifier.add(SignedCheckpoint(block.header.checkpoint(), sig))
@@ -835,8 +849,15 @@ class EtcdOrdering:
         for url in self._peer_urls():
             try:
                 fetched = self._fetcher.fetch([url], height)
+            except LedgerError as exc:
+                reasons.append(f"{url}: {exc.message}")
+                continue
+            try:
                 proposal, certificate = check_fetched(fetched, self.node.ledger.head, keys)
             except LedgerError as exc:
+                # The peer served a block that is not the certified one: faulty or forging.
+                self.metrics.refused_blocks.labels(url).inc()
+                log.warning("refused block %d from peer %s: %s", height, url, exc.diagnostics())
                 reasons.append(f"{url}: {exc.message}")
                 continue
             return fetched, proposal, certificate
@@ -891,7 +912,9 @@ class EtcdOrdering:
             signature = own.sign(self.validator, ledger.identity.key)
             signed = SignedCheckpoint(own, signature)
             try:
-                self.client.put(self.keys.sig(height, self.validator), signed.encode())
+                # One put, unless a TEST-ONLY signature fault is active (see faults.py).
+                for published in published_checkpoints(signed, ledger.identity.key):
+                    self.client.put(self.keys.sig(height, self.validator), published.encode())
             except LedgerError:
                 self._unpublished.add(height)
                 raise
@@ -913,6 +936,39 @@ class EtcdOrdering:
             ):
                 self._sig_buffer.append((height, signed.signature))
             self._judge(height)
+        elif signed.signature.validator in self._certifier.equivocators:
+            self._exclude_equivocator(signed.signature.validator)
+
+    def _exclude_equivocator(self, validator: str) -> None:
+        """Report a validator that signed two checkpoints at one height and drop every
+        signature of it this node kept: none may count toward a certificate."""
+        if validator in self._equivocators_reported or validator == self.validator:
+            return
+        self._equivocators_reported.add(validator)
+        first, second = self._certifier.equivocators[validator]
+        height = first.checkpoint.height
+        self.metrics.equivocating.labels(validator).set(1)
+        log.error(
+            "validator %s signed two different checkpoints at height %d (state roots %s... "
+            "and %s...); none of its signatures counts toward a certificate from now on",
+            validator,
+            height,
+            first.checkpoint.state_root[:16],
+            second.checkpoint.state_root[:16],
+        )
+        self._sig_buffer = [(h, s) for h, s in self._sig_buffer if s.validator != validator]
+        store = self.node.ledger.store
+        stored = [
+            h
+            for h in range(max(0, self.node.ledger.height - 2048), self.node.ledger.height + 1)
+            if validator in dict(store.checkpoint_sigs(h))  # type: ignore[attr-defined]
+        ]
+        if stored:
+            with store.write_block() as w:
+                for h in stored:
+                    w.delete_checkpoint_sig(h, validator)
+        for h in stored:
+            self._judge(h)
 
     def _judge(self, height: int) -> None:
         verdict: Verdict = self._certifier.verdict(height)
@@ -951,6 +1007,7 @@ class EtcdOrdering:
         if not self._sig_buffer:
             return
         buffer, self._sig_buffer = self._sig_buffer, []
+        buffer = [(h, s) for h, s in buffer if s.validator not in self._certifier.equivocators]
         store = self.node.ledger.store
         try:
             with store.write_block() as w:

@@ -23,7 +23,7 @@ a clock or at anything but its arguments, so every node computes the same result
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -50,24 +50,21 @@ def _verify_pool() -> ThreadPoolExecutor:
     return _pool
 
 
-def verify_parallel(txs: Sequence[Transaction]) -> dict[str, bool]:
-    """Whether all signatures of each of ``txs`` verify, by id, on two threads.
+def verify_parallel(txs: Sequence[Transaction]) -> list[bool]:
+    """Whether all signatures of each of ``txs`` verify (in order), on two threads.
 
     libsodium releases the GIL while it verifies, so this uses the second core;
     results are the same as ``not tx.bad_signers()`` for each.
     """
     if len(txs) < PARALLEL_VERIFY_MIN:
-        return {tx.id: not tx.bad_signers() for tx in txs}
+        return [not tx.bad_signers() for tx in txs]
     chunk = max(16, len(txs) // 8)
     parts = [txs[i : i + chunk] for i in range(0, len(txs), chunk)]
 
-    def check(part: Sequence[Transaction]) -> list[tuple[str, bool]]:
-        return [(tx.id, not tx.bad_signers()) for tx in part]
+    def check(part: Sequence[Transaction]) -> list[bool]:
+        return [not tx.bad_signers() for tx in part]
 
-    out: dict[str, bool] = {}
-    for results in _verify_pool().map(check, parts):
-        out.update(results)
-    return out
+    return [ok for results in _verify_pool().map(check, parts) for ok in results]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,9 +95,18 @@ class ExecutionResult:
 class Executor:
     """Applies ordered transactions through a :class:`ContractRegistry`."""
 
-    def __init__(self, chain: str, registry: ContractRegistry) -> None:
+    def __init__(
+        self,
+        chain: str,
+        registry: ContractRegistry,
+        read_hint: Callable[[Transaction], Iterable[str]] | None = None,
+    ) -> None:
         self.chain = chain
         self.registry = registry
+        #: State keys a transaction will likely read, beside its signers' memberships:
+        #: they are fetched for the whole block in one query before it runs. A hint
+        #: only saves time; a wrong one changes nothing.
+        self.read_hint = read_hint
 
     def precheck(self, tx: Transaction, state: StateReader, ctx: BlockContext) -> None:
         """The stateless and membership checks a node runs before accepting a submission.
@@ -146,16 +152,29 @@ class Executor:
                     parsed.append(exc)
                     continue
             parsed.append(tx)
-        unchecked = [
-            tx
+        # Signatures verified by position: two copies of one body (one id) may carry
+        # different signatures.
+        verified: list[bool | None] = [
+            signatures_ok.get(tx.id) if signatures_ok is not None and isinstance(tx, Transaction)
+            else None
             for tx in parsed
-            if isinstance(tx, Transaction) and (signatures_ok is None or tx.id not in signatures_ok)
         ]
-        if unchecked:
-            signatures_ok = {**(signatures_ok or {}), **verify_parallel(unchecked)}
+        todo = [
+            i for i, tx in enumerate(parsed) if isinstance(tx, Transaction) and verified[i] is None
+        ]
+        for i, ok in zip(todo, verify_parallel([parsed[i] for i in todo]), strict=True):  # type: ignore[misc]
+            verified[i] = ok
         if prefetch is not None:
             prefetch([tx for tx in parsed if isinstance(tx, Transaction)])
         overlay = Overlay(state)
+        hint = self.read_hint
+        keys: set[str] = set()
+        for tx in parsed:
+            if isinstance(tx, Transaction):
+                keys.update(f"member/{signer}" for signer in tx.signers)
+                if hint is not None:
+                    keys.update(hint(tx))
+        overlay.prefetch(sorted(keys))
         result = ExecutionResult()
         seen: set[str] = set()
         nonces: set[tuple[str, str]] = set()
@@ -169,8 +188,8 @@ class Executor:
                 return "duplicate_nonce"
             return None
 
-        for raw, tx_or_error in zip(txs, parsed, strict=True):
-            outcome = self._one(raw, tx_or_error, overlay, ctx, replayed, signatures_ok)
+        for raw, tx_or_error, ok in zip(txs, parsed, verified, strict=True):
+            outcome = self._one(raw, tx_or_error, bool(ok), overlay, ctx, replayed)
             if outcome.authentic:
                 seen.add(outcome.id)
             if outcome.ok:
@@ -183,19 +202,16 @@ class Executor:
         self,
         raw: RawTx,
         tx: Transaction | LedgerError,
+        signatures_ok: bool,
         overlay: Overlay,
         ctx: BlockContext,
         replayed: Callable[[Transaction], str | None],
-        signatures_ok: Mapping[str, bool] | None,
     ) -> TxResult:
         if isinstance(tx, LedgerError):
             return TxResult(
                 raw.id, tx.code, raw, message=tx.message, authentic=False, status=tx.status
             )
-        ok = signatures_ok.get(tx.id) if signatures_ok is not None else None
-        if ok is None:
-            ok = not tx.bad_signers()
-        if not ok:
+        if not signatures_ok:
             return TxResult(
                 tx.id,
                 "bad_signature",

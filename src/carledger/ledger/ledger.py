@@ -29,7 +29,7 @@ from carledger.ledger.executor import Executor, TxResult
 from carledger.ledger.genesis import Genesis, checkpoint_quorum
 from carledger.ledger.membership import contracts as membership_contracts
 from carledger.ledger.membership import genesis_state
-from carledger.ledger.state import decode_value, encode_value
+from carledger.ledger.state import StateReader, decode_value, encode_value
 from carledger.ledger.tx import Transaction
 
 __all__ = ["CommittedBlock", "Ledger", "LedgerStore", "NodeIdentity", "genesis_block_time"]
@@ -85,6 +85,31 @@ class CommittedBlock:
     signature: CheckpointSignature | None
 
 
+class _HeightCache:
+    """State reads for submission checks, remembered for as long as the head stays.
+
+    An entry is tagged with the height seen *before* it was read, and only served
+    while that is still the head: a read that raced a commit is never reused.
+    """
+
+    MAX_ENTRIES = 100_000
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+        self._entries: dict[str, tuple[int, bytes | None]] = {}
+
+    def get_state(self, key: str) -> bytes | None:
+        height = self._ledger.height
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] == height:
+            return hit[1]
+        value = self._ledger.store.get_state(key)
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[key] = (height, value)
+        return value
+
+
 def genesis_block_time(genesis: Genesis) -> str:
     created = genesis.created
     return created if "." in created else created[:-1] + ".000Z"
@@ -122,6 +147,7 @@ class Ledger:
         self._log = merkle.CompactRange()
         self._head: BlockHeader
         self._listeners: list[Callable[[CommittedBlock], None]] = []
+        self._precheck_reads = _HeightCache(self)
         stored = store.get_meta("genesis")
         if stored is None:
             self._init_genesis()
@@ -215,9 +241,15 @@ class Ledger:
     def next_context(self, time: str, proposer: str) -> BlockContext:
         return BlockContext(self.chain_id, self.height + 1, time, proposer)
 
-    def precheck(self, tx: Transaction, time: str) -> None:
-        """Checks a submission passes before it is queued (signatures are the caller's)."""
-        self.executor.precheck(tx, self.store, self.next_context(time, "precheck"))
+    def precheck(self, tx: Transaction, time: str, *, cached: bool = False) -> None:
+        """Checks a submission passes before it is queued (signatures are the caller's).
+
+        With ``cached``, state entries (the signers' memberships) are read through a
+        cache that is only ever used at the height it was filled at, so the answer
+        is the one the committed state gives.
+        """
+        state: StateReader = self._precheck_reads if cached else self.store
+        self.executor.precheck(tx, state, self.next_context(time, "precheck"))
 
     def on_commit(self, listener: Callable[[CommittedBlock], None]) -> None:
         self._listeners.append(listener)

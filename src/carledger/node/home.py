@@ -5,24 +5,33 @@ DIR/node.json        {"validator": "<id>"} — which genesis validator this node
 DIR/node.key         the validator's Ed25519 key, PKCS#8 PEM (encrypted when a
                      passphrase is given: CARLEDGER_NODE_PASSPHRASE)
 DIR/ledger.db        the SQLite store (plus its -wal and -shm files)
+DIR/head.json        {"height", "hash"} of the last block this node committed, kept
+                     beside the store so that a store which lost its newest blocks
+                     (a deleted write-ahead log, a truncated file, an old copy put
+                     back) is noticed at start instead of silently re-used
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from carledger.audit import check_at_start
 from carledger.chain import registry_for
 from carledger.crypto.keys import SigningKey
-from carledger.errors import InvalidInput
+from carledger.errors import InvalidInput, StorageError
+from carledger.ledger.block import BlockHeader
 from carledger.ledger.genesis import Genesis
 from carledger.ledger.ledger import Ledger, NodeIdentity
 from carledger.store.sqlite import SQLiteStore
 
 __all__ = ["Home", "write_key_file"]
+
+log = logging.getLogger(__name__)
 
 PASSPHRASE_ENV = "CARLEDGER_NODE_PASSPHRASE"  # noqa: S105 (a variable name)
 
@@ -91,13 +100,86 @@ class Home:
         key = SigningKey.from_pem((self.path / "node.key").read_bytes(), passphrase)
         return NodeIdentity(validator, key)
 
-    def open_ledger(self, passphrase: bytes | None = None, *, durable: bool = True) -> Ledger:
+    def open_ledger(
+        self, passphrase: bytes | None = None, *, durable: bool = True, behind_ok: bool = False
+    ) -> Ledger:
+        """Open the store and run the start-up checks (:func:`carledger.audit.check_at_start`,
+        :meth:`check_head_mark`); raises :class:`StorageError` when one fails.
+
+        ``behind_ok``: a store behind ``head.json`` is accepted (a consortium node
+        fetches the missing blocks again from the others).
+        """
         genesis = self.genesis()
         store = SQLiteStore.open(self.db_path, durable=durable)
         try:
             ledger = Ledger(store, genesis, registry_for(genesis), self.identity(passphrase))
             check_at_start(ledger, store)
+            self.check_head_mark(ledger, behind_ok=behind_ok)
+        except sqlite3.DatabaseError as exc:
+            store.close()
+            raise StorageError(
+                "store_damaged",
+                f"The store {self.db_path} is damaged ({exc}). Run `carledger verify`, then "
+                "restore it from a backup or re-sync it from peers.",
+            ) from exc
         except BaseException:
             store.close()
             raise
         return ledger
+
+    # -- the head mark -----------------------------------------------------------------
+
+    @property
+    def head_mark_path(self) -> Path:
+        return self.path / "head.json"
+
+    def record_head(self, header: BlockHeader) -> None:
+        """Remember ``header`` as the last committed block (after its commit, atomically).
+
+        Not fsynced: after a power loss the mark may be older than the store, never
+        newer, so it can only fail to notice a loss, never invent one.
+        """
+        tmp = self.path / "head.json.tmp"
+        tmp.write_text(json.dumps({"height": header.height, "hash": header.hash}) + "\n")
+        os.replace(tmp, self.head_mark_path)
+
+    def check_head_mark(self, ledger: Ledger, *, behind_ok: bool = False) -> None:
+        """Compare the store's blocks with ``head.json``.
+
+        Raises :class:`StorageError`: ``store_behind_head_mark`` when this node had
+        committed blocks the store no longer holds (unless ``behind_ok``), and
+        ``store_head_mismatch`` when the store holds a different block at that height.
+        An unreadable mark is ignored (it is rewritten at the next commit).
+        """
+        try:
+            mark = json.loads(self.head_mark_path.read_text())
+            height, block_hash = int(mark["height"]), str(mark["hash"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        if height > ledger.height:
+            if behind_ok:
+                log.warning(
+                    "the store ends at height %d but this node had committed up to %d; "
+                    "fetching the missing blocks again from the consortium",
+                    ledger.height,
+                    height,
+                )
+                return
+            raise StorageError(
+                "store_behind_head_mark",
+                f"The store ends at height {ledger.height}, but this node had committed up to "
+                f"height {height} ({self.head_mark_path}): its write-ahead log was lost, the "
+                "file was truncated, or an older copy was put back, and acknowledged records "
+                "are missing. Restore the store from a backup (a consortium node re-syncs "
+                "from the others); to accept the loss, delete head.json.",
+                height=ledger.height,
+                committed=height,
+            )
+        raw = ledger.store.block(height)  # type: ignore[attr-defined]
+        if raw is None or BlockHeader.from_bytes(raw).hash != block_hash:
+            raise StorageError(
+                "store_head_mismatch",
+                f"The store holds another block at height {height} than the one this node "
+                f"committed ({self.head_mark_path}): it is not this node's store.",
+                height=height,
+            )

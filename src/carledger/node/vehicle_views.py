@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
-from carledger.errors import InvalidInput, NotFound
+from carledger.errors import InvalidInput, LedgerError, NotFound, StorageError
 from carledger.ledger.ledger import Ledger
 from carledger.node.views import _store, page_limit, record_view
 from carledger.report.build import build_report
 from carledger.report.summary import summary
+from carledger.store.sqlite import StoredTx
 from carledger.vehicle import vin as vins
+from carledger.vehicle.fold import Record, named_prev
 from carledger.vehicle.indexes import vehicle_key
 
 __all__ = [
@@ -75,12 +78,15 @@ def history_view(ledger: Ledger, vin: str, *, after: int = -1, limit: int = 100)
     """The VIN's accepted records in commit order, ``limit`` at a time after log index ``after``."""
     vin = _vin(vin)
     limit = page_limit(limit)
+    after = min(after, ledger.head.log_size)  # beyond the log: an empty page
     rows = _store(ledger).txs_of_vin(vin, after_seq=after, limit=limit + 1)
     if not rows and after < 0:
         raise NotFound("unknown_vehicle", f"No record about {vin} is on this chain.", vin=vin)
-    state = ledger.state(vehicle_key(vin)) or {"log": {}}
+    state = ledger.state(vehicle_key(vin)) or {"log": {}, "head": None}
+    page = rows[:limit]
+    _check_chain(ledger, vin, state, page, after, last_page=len(rows) <= limit)
     records = []
-    for tx in rows[:limit]:
+    for tx in page:
         view = record_view(ledger, tx)
         entry = state["log"].get(tx.id, {})
         view["status"] = entry.get("status", "valid")
@@ -95,6 +101,49 @@ def history_view(ledger: Ledger, vin: str, *, after: int = -1, limit: int = 100)
         "records": records,
         "next": rows[limit - 1].seq if len(rows) > limit else None,
     }
+
+
+def _check_chain(
+    ledger: Ledger,
+    vin: str,
+    state: dict[str, Any],
+    page: list[StoredTx],
+    after: int,
+    *,
+    last_page: bool,
+) -> None:
+    """Refuse (``store_damaged``) a history page that is not an unbroken piece of the VIN's
+    chain of signed records: a damaged per-VIN index must not hide or add a record."""
+    expected: str | None = None
+    for i, tx in enumerate(page):
+        named: str | None = None
+        ok = hashlib.sha256(tx.body).hexdigest() == tx.id and tx.id in state["log"]
+        if ok:
+            envelope = json.loads(tx.body)
+            record = Record(tx.id, envelope["type"], envelope["payload"], (), tx.height, "")
+            try:
+                named = named_prev(vin, record)
+            except LedgerError:
+                ok = False
+        if ok and i == 0 and named is not None:
+            before = _store(ledger).tx_by_id(named)
+            ok = named in state["log"] and before is not None and before.seq <= after
+        elif ok and i > 0:
+            ok = named == expected
+        if not ok:
+            raise StorageError(
+                "store_damaged",
+                f"The stored history of {vin} is not an unbroken chain of its records at log "
+                f"index {tx.seq}: this node's store is damaged. Ask another node; operators: "
+                "run `carledger verify`.",
+            )
+        expected = tx.id
+    if last_page and page and expected != state["head"]:
+        raise StorageError(
+            "store_damaged",
+            f"The stored history of {vin} ends before its latest record: this node's store "
+            "is damaged. Ask another node; operators: run `carledger verify`.",
+        )
 
 
 def listings_view(

@@ -7,12 +7,19 @@ Every function returns plain JSON-ready dicts and raises :class:`NotFound` /
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from typing import Any
 
-from carledger.errors import InvalidInput, NotFound
+from carledger.errors import (
+    InvalidInput,
+    LedgerError,
+    NotFound,
+    StorageError,
+    VerificationFailure,
+)
 from carledger.ledger import merkle
-from carledger.ledger.block import BlockHeader, CheckpointSignature, leaf_input
+from carledger.ledger.block import BlockHeader, CheckpointSignature, leaf_input, tx_root
 from carledger.ledger.genesis import checkpoint_quorum
 from carledger.ledger.ledger import Ledger
 from carledger.store.sqlite import SQLiteStore, StoredTx
@@ -56,6 +63,9 @@ def record_view(ledger: Ledger, tx: StoredTx, *, with_raw: bool = False) -> dict
             }
         )
     head = ledger.head
+    block_time = _block_time(ledger, tx.height) if tx.height <= head.height else None
+    if block_time is None and tx.height <= head.height:
+        raise _damaged(f"block {tx.height} of transaction {tx.id} (it is missing)")
     view: dict[str, Any] = {
         "id": tx.id,
         "seq": tx.seq,
@@ -66,7 +76,7 @@ def record_view(ledger: Ledger, tx: StoredTx, *, with_raw: bool = False) -> dict
         "created": envelope.get("created"),
         "payload": envelope.get("payload"),
         "signers": signers,
-        "block_time": _block_time(ledger, tx.height) if tx.height <= head.height else None,
+        "block_time": block_time,
     }
     if with_raw:
         view["raw"] = {
@@ -89,10 +99,20 @@ def transaction_view(ledger: Ledger, tx_id: str) -> dict[str, Any]:
     with ledger.lock:
         head = ledger.head
         proof = merkle.inclusion_proof(_store(ledger), tx.seq, head.log_size)
+    # Served only if it proves itself: a damaged store must not answer a wrong record.
+    if hashlib.sha256(tx.body).hexdigest() != tx.id:
+        raise _damaged(f"transaction {tx_id}")
     view = record_view(ledger, tx, with_raw=True)
+    leaf = leaf_input(tx.id, tx.height, view["block_time"], tx.code)
+    try:
+        merkle.verify_inclusion(
+            merkle.leaf_hash(leaf), tx.seq, head.log_size, proof, bytes.fromhex(head.log_root)
+        )
+    except VerificationFailure as exc:
+        raise _damaged(f"transaction {tx_id}") from exc
     view["proof"] = {
         "leaf_index": tx.seq,
-        "leaf_input": leaf_input(tx.id, tx.height, view["block_time"], tx.code).hex(),
+        "leaf_input": leaf.hex(),
         "log_size": head.log_size,
         "log_root": head.log_root,
         "inclusion": [h.hex() for h in proof],
@@ -103,13 +123,28 @@ def transaction_view(ledger: Ledger, tx_id: str) -> dict[str, Any]:
 
 def block_view(ledger: Ledger, height: int) -> dict[str, Any]:
     store = _store(ledger)
+    if not 0 <= height <= ledger.height:
+        raise NotFound("unknown_block", f"There is no block at height {height}.")
     raw = store.block(height)
     if raw is None:
-        raise NotFound("unknown_block", f"There is no block at height {height}.")
-    header = BlockHeader.from_bytes(raw)
+        raise _damaged(f"block {height} (it is missing)")
+    try:
+        header = BlockHeader.from_bytes(raw)
+    except LedgerError as exc:
+        raise _damaged(f"block {height}") from exc
     first = header.log_size - header.tx_count
+    rows = store.txs_range(first, header.log_size)
+    leaves = [leaf_input(t.id, height, header.time, t.code) for t in rows]
+    if (
+        header.encoded != raw
+        or header.height != height
+        or len(rows) != header.tx_count
+        or tx_root(leaves) != header.tx_root
+        or any(hashlib.sha256(t.body).hexdigest() != t.id for t in rows)
+    ):
+        raise _damaged(f"block {height}")
     txs = []
-    for tx in store.txs_range(first, header.log_size):
+    for tx in rows:
         envelope = json.loads(tx.body)
         txs.append({"id": tx.id, "seq": tx.seq, "type": envelope.get("type"), "code": tx.code})
     return {
@@ -120,10 +155,18 @@ def block_view(ledger: Ledger, height: int) -> dict[str, Any]:
     }
 
 
+def _damaged(what: str) -> StorageError:
+    return StorageError(
+        "store_damaged",
+        f"The stored {what} does not verify against this node's own log: its store is "
+        "damaged. Ask another node; operators: run `carledger verify`.",
+    )
+
+
 def block_transactions_view(ledger: Ledger, height: int) -> dict[str, Any]:
     """The raw transactions of block ``height`` as ``{"body": base64, "signatures": [hex]}``."""
     store = _store(ledger)
-    raw = store.block(height)
+    raw = store.block(height) if 0 <= height <= ledger.height else None
     if raw is None:
         raise NotFound("unknown_block", f"There is no block at height {height}.")
     header = BlockHeader.from_bytes(raw)
@@ -145,7 +188,7 @@ def checkpoint_view(ledger: Ledger, height: int | None = None) -> dict[str, Any]
     """The checkpoint at ``height`` (default: head) with validators' signatures."""
     store = _store(ledger)
     height = ledger.height if height is None else height
-    raw = store.block(height)
+    raw = store.block(height) if 0 <= height <= ledger.height else None
     if raw is None:
         raise NotFound("unknown_block", f"There is no block at height {height}.")
     checkpoint = BlockHeader.from_bytes(raw).checkpoint()

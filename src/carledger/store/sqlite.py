@@ -162,6 +162,24 @@ class _Reads:
         )
         return None if row is None else bytes(row[0])
 
+    def get_states(self, keys: Sequence[str]) -> dict[str, bytes | None]:
+        """:meth:`get_state` of many keys in one query per 500 (absent keys map to None)."""
+        by_hash = {hashlib.sha256(k.encode()).digest(): k for k in keys}
+        out: dict[str, bytes | None] = dict.fromkeys(keys)
+        hashes = list(by_hash)
+        conn = self._c()
+        for i in range(0, len(hashes), _IN_CHUNK):
+            chunk = hashes[i : i + _IN_CHUNK]
+            rows = conn.execute(
+                "SELECT key_hash, value FROM state WHERE key_hash IN ("
+                + ",".join("?" * len(chunk))
+                + ")",
+                chunk,
+            )
+            for kh, value in rows:
+                out[by_hash[bytes(kh)]] = bytes(value)
+        return out
+
     def leaves_in_range(self, lo: bytes, hi: bytes | None) -> Iterable[tuple[bytes, bytes]]:
         if hi is None:
             rows = self._c().execute(
@@ -263,6 +281,12 @@ class BlockWriter(_Reads):
             "INSERT OR REPLACE INTO checkpoint_sigs (height, validator, signature) "
             "VALUES (?, ?, ?)",
             (height, validator, signature),
+        )
+
+    def delete_checkpoint_sig(self, height: int, validator: str) -> None:
+        """Forget a validator's signature (it was shown to sign two checkpoints at a height)."""
+        self.conn.execute(
+            "DELETE FROM checkpoint_sigs WHERE height = ? AND validator = ?", (height, validator)
         )
 
     def set_meta(self, key: str, value: bytes) -> None:
@@ -371,22 +395,26 @@ class SQLiteStore(_Reads):
 
     @contextmanager
     def write_block(self) -> Iterator[BlockWriter]:
-        """One SQLite transaction for one block: committed on normal exit, rolled back on error."""
+        """One SQLite transaction for one block: committed on normal exit, rolled back on error.
+
+        A database error (disk full, I/O error) while writing or committing raises
+        :class:`StorageError` (``commit_failed``) with nothing written.
+        """
         with self._write_lock:
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield BlockWriter(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            try:
                 conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                conn.execute("ROLLBACK")
-                raise StorageError(
-                    "commit_failed", f"The block could not be written: {exc}."
-                ) from exc
+            except BaseException as exc:
+                # SQLite may already have rolled back (a full disk at COMMIT does).
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StorageError(
+                        "commit_failed", f"The block could not be written: {exc}."
+                    ) from exc
+                raise
 
     def close(self) -> None:
         if not self._closed:

@@ -101,6 +101,19 @@ def _check_shape(vin: str, field: str) -> None:
         )
 
 
+def _check_ascii(text: str, field: str) -> None:
+    # Checked before anything else: str.upper() turns some look-alikes into real VIN
+    # letters ('ſ' -> 'S', 'ﬀ' -> 'FF'); a VIN typed with them is refused, never mapped.
+    bad = sorted({c for c in text if not c.isascii()})
+    if bad:
+        raise InvalidInput(
+            "invalid_vin_character",
+            f"{field} contains {', '.join(map(repr, bad))} (not ASCII: a look-alike of a "
+            "letter or digit?); a VIN uses 0-9 and A-Z without I, O and Q.",
+            field=field,
+        )
+
+
 def check_canonical(value: object, field: str = "vin") -> str:
     """Validate a VIN from a signed payload, which must already be canonical.
 
@@ -110,6 +123,7 @@ def check_canonical(value: object, field: str = "vin") -> str:
     """
     if not isinstance(value, str):
         raise InvalidInput("invalid_vin", f"{field} is a 17-character string.", field=field)
+    _check_ascii(value, field)
     if value != value.strip().upper():
         raise InvalidInput(
             "vin_not_canonical",
@@ -129,6 +143,7 @@ def normalise(text: str, field: str = "vin") -> str:
     """
     if not isinstance(text, str):
         raise InvalidInput("invalid_vin", f"{field} is a 17-character string.", field=field)
+    _check_ascii(text.strip(), field)
     vin = text.strip().upper()
     _check_shape(vin, field)
     return vin
