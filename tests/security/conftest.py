@@ -15,6 +15,13 @@ from tests_support import NodeProcess, start_node
 VEHICLES = 4
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Long fuzzing runs: --run-slow multiplies every property test's examples.
+    import security_support
+
+    security_support.SCALE = 30 if config.getoption("--run-slow") else 1
+
+
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A demo chain (seed 13, four vehicles), never written to: copy it to write."""
@@ -28,6 +35,6 @@ def demo_node(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     """``carledger up`` on a copy of the demo chain, for the whole module."""
     data = tmp_path_factory.mktemp("node") / "node"
     shutil.copytree(demo_data, data)
-    node = start_node(data, "--log-level", "warning", "--block-interval-ms", "10")
+    node = start_node(data, "--block-interval-ms", "10")
     yield node
     node.kill()

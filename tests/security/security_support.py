@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import os
 import string
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +94,11 @@ json_values = st.recursive(
 )
 
 
+def mostly(valid: st.SearchStrategy[Any], one_in: int = 12) -> st.SearchStrategy[Any]:
+    """``valid``, except once in ``one_in`` draws any JSON value instead."""
+    return st.integers(0, one_in - 1).flatmap(lambda i: valid if i else json_values)
+
+
 # --- values shaped by a record schema -------------------------------------------------------
 
 
@@ -108,20 +112,31 @@ def _text_for(spec: Str) -> st.SearchStrategy[str]:
 class SchemaStrategies:
     """Hypothesis strategies for values that mostly pass a record schema.
 
-    ``refs`` supplies the values no random generator would hit but the rules care
-    about: existing VINs, record ids, keys and organisation references. Every value
-    is replaced, now and then, by an arbitrary JSON value, so type confusion reaches
-    every field too.
+    ``vins``, ``ids`` and ``keys`` supply what no random generator would hit but the
+    rules care about: existing VINs, record ids and member keys; ``refs`` and
+    ``words`` the party references, organisations, markets and numbers of the chain;
+    ``today`` the block's date (record dates cluster around it). One field in ten
+    is replaced by an arbitrary JSON value, so type confusion reaches every field.
     """
 
-    def __init__(self, vins: list[str], ids: list[str], refs: list[str], words: list[str]) -> None:
+    def __init__(
+        self,
+        vins: list[str],
+        ids: list[str],
+        keys: list[str],
+        refs: list[str],
+        words: list[str],
+        today: dt.date,
+    ) -> None:
         self.vins = vins
         self.ids = ids
+        self.keys = keys
         self.refs = refs
         self.words = words
+        self.today = today
 
     def of(self, spec: Any) -> st.SearchStrategy[Any]:
-        return st.one_of(self._valid(spec), self._valid(spec), json_values)
+        return mostly(self._valid(spec))
 
     def _valid(self, spec: Any) -> st.SearchStrategy[Any]:
         if isinstance(spec, Obj):
@@ -132,19 +147,22 @@ class SchemaStrategies:
             return _text_for(spec) | st.sampled_from(self.refs + self.words)
         if isinstance(spec, Int):
             edges = [spec.lo, spec.hi, spec.lo - 1, spec.hi + 1, 0]
-            return st.integers(spec.lo, spec.hi) | st.sampled_from(edges)
+            return st.integers(spec.lo, min(spec.hi, spec.lo + 10**7)) | st.sampled_from(edges)
         if isinstance(spec, Bool):
             return st.booleans()
         if isinstance(spec, Enum):
             return st.sampled_from(sorted(spec.values))
         if isinstance(spec, Date):
-            return st.dates(dt.date(1990, 1, 1), dt.date(2035, 12, 31)).map(str)
+            recent = st.integers(-400, 2).map(lambda d: str(self.today + dt.timedelta(days=d)))
+            return recent | st.dates(dt.date(1990, 1, 1), dt.date(2035, 12, 31)).map(str)
         if isinstance(spec, Time):
             return st.datetimes(dt.datetime(2020, 1, 1), dt.datetime(2030, 1, 1)).map(
                 lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")
             )
         if isinstance(spec, Hex):
-            return st.sampled_from(self.ids) | st.text("0123456789abcdef", min_size=64, max_size=64)
+            return st.sampled_from(self.ids + self.keys) | st.text(
+                "0123456789abcdef", min_size=64, max_size=64
+            )
         if isinstance(spec, Nullable):
             return st.none() | self._valid(spec.spec)
         if isinstance(spec, Custom):  # VINs
@@ -155,20 +173,55 @@ class SchemaStrategies:
             return st.lists(self.of(spec.item), max_size=min(spec._max, 4))
         if isinstance(spec, Map):
             return st.dictionaries(
-                self._valid(spec._keys),
-                self.of(spec._values),
-                max_size=min(spec._max, 4),
+                self._valid(spec._keys), self.of(spec._values), max_size=min(spec._max, 4)
             )
         if isinstance(spec, AnyValue):
-            return json_values
-        if callable(spec):  # a plain validator function: anything
             return json_values
         raise AssertionError(f"no strategy for {spec!r}")
 
 
-def payloads_for(contract_validate: Callable[..., Any], schemas: SchemaStrategies) -> Any:
-    """A strategy for a contract's payload: schema-shaped when its validator is an
-    :class:`Obj`, otherwise arbitrary JSON objects."""
-    if isinstance(contract_validate, Obj):
-        return schemas.of(contract_validate)
-    return st.dictionaries(st.sampled_from(schemas.words), json_values, max_size=6) | json_values
+#: Generators (never validators) for the membership records, whose checks are code.
+MEMBERSHIP_SHAPES: dict[str, Obj] = {}
+
+
+def _membership_shapes() -> dict[str, Obj]:
+    from carledger.ledger.genesis import ROLES
+    from carledger.vehicle.schema import opt
+
+    if not MEMBERSHIP_SHAPES:
+        key, name = Hex(64), Str(1, 64, r"[a-z0-9][a-z0-9-]{0,20}")
+        roles = List(Enum(*sorted(ROLES), "admin"), 3)
+        MEMBERSHIP_SHAPES.update(
+            {
+                "member.enrol": Obj(
+                    {
+                        "key": key,
+                        "org": name,
+                        "member": name,
+                        "roles": roles,
+                        "valid_until": opt(Date()),
+                    }
+                ),
+                "member.revoke": Obj({"key": key, "reason": Str(1, 40)}),
+                "key.rotate": Obj({"old": key, "new": key}),
+                "org.admit": Obj(
+                    {"id": name, "name": Str(1, 40), "roles": roles, "admins": List(key, 3)}
+                ),
+                "validator.add": Obj({"id": name, "org": name, "key": key}),
+                "validator.remove": Obj({"id": name}),
+            }
+        )
+    return MEMBERSHIP_SHAPES
+
+
+def payloads_for(type_: str, validate: Any, schemas: SchemaStrategies) -> Any:
+    """A strategy for a record type's payload: shaped by its schema (or, for membership
+    records, by :data:`MEMBERSHIP_SHAPES`), sometimes any JSON at all."""
+    shape = validate if isinstance(validate, Obj) else _membership_shapes().get(type_)
+    if shape is None:
+        return json_values
+    return mostly(schemas.of(shape))
+
+
+#: Examples per property test are multiplied by this under ``--run-slow`` (conftest).
+SCALE = 1

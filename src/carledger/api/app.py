@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from carledger import __version__
+from carledger.api.attachments import install as install_attachments
 from carledger.api.problems import install, problem_response
 from carledger.encoding import canonical
 from carledger.errors import InvalidInput, LedgerError, OrderingError
@@ -327,6 +328,7 @@ def create_app(node: Node) -> FastAPI:
     from carledger.web import install as install_web
 
     install_web(app, node)
+    install_attachments(app, node)
     return app
 
 

@@ -31,9 +31,18 @@ def run_import(m: Market, root: Path, *, vehicles: int) -> tuple[dict[str, float
         started = time.perf_counter()
         done = subprocess.run(
             [
-                sys.executable, "-m", "carledger", "import", str(file),
-                "--key", str(key), "--unencrypted-key", "--node", node.url, "--json",
-            ],  # fmt: skip
+                sys.executable,
+                "-m",
+                "carledger",
+                "import",
+                str(file),
+                "--key",
+                str(key),
+                "--unencrypted-key",
+                "--node",
+                node.url,
+                "--json",
+            ],
             capture_output=True,
             text=True,
             timeout=3600,
@@ -45,7 +54,9 @@ def run_import(m: Market, root: Path, *, vehicles: int) -> tuple[dict[str, float
     try:
         summary = json.loads(done.stdout)
     except json.JSONDecodeError as exc:
-        raise RuntimeError(f"carledger import failed: {done.stdout[-500:]}{done.stderr[-2000:]}") from exc
+        raise RuntimeError(
+            f"carledger import failed: {done.stdout[-500:]}{done.stderr[-2000:]}"
+        ) from exc
     committed = int(summary["committed"])
     figures = {"records_per_s": committed / seconds}
     details = {

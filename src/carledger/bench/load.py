@@ -110,9 +110,7 @@ def start_node(data: Path, *extra: str, log: Path, timeout: float = 180) -> Node
         "--log-level", "warning",
         *extra,
     ]  # fmt: skip
-    popen = subprocess.Popen(
-        cmd, stdout=out, stderr=out, env={**os.environ, "COLUMNS": "200"}
-    )
+    popen = subprocess.Popen(cmd, stdout=out, stderr=out, env={**os.environ, "COLUMNS": "200"})
     node = NodeProcess(popen, port, out)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -133,9 +131,7 @@ def wait_heights(urls: Sequence[str], *, timeout: float = 300) -> tuple[int, flo
     deadline = time.monotonic() + timeout
     last: tuple[int, ...] = ()
     while time.monotonic() < deadline:
-        heights = tuple(
-            int(httpx.get(f"{u}/healthz", timeout=5).json()["height"]) for u in urls
-        )
+        heights = tuple(int(httpx.get(f"{u}/healthz", timeout=5).json()["height"]) for u in urls)
         if len(set(heights)) == 1 and heights == last:
             return heights[0], time.perf_counter()
         last = heights

@@ -56,19 +56,19 @@ class BenchOptions:
     # Sizes of each suite; quick mode keeps the whole run under two minutes.
     @property
     def ingest_vehicles(self) -> int:
-        return 300 if self.quick else 8_000
+        return 250 if self.quick else 8_000
 
     @property
     def ingest_seconds(self) -> tuple[float, float]:
-        return (6.0, 3.0) if self.quick else (30.0, 12.0)
+        return (4.0, 2.0) if self.quick else (30.0, 12.0)
 
     @property
     def cluster_vehicles(self) -> int:
-        return 150 if self.quick else 5_000
+        return 100 if self.quick else 5_000
 
     @property
     def cluster_seconds(self) -> tuple[float, float]:
-        return (5.0, 3.0) if self.quick else (30.0, 12.0)
+        return (4.0, 2.0) if self.quick else (30.0, 12.0)
 
     @property
     def report_requests(self) -> int:
@@ -76,11 +76,11 @@ class BenchOptions:
 
     @property
     def replay_records(self) -> int:
-        return 20_000 if self.quick else 300_000
+        return 4_000 if self.quick else 300_000
 
     @property
     def import_vehicles(self) -> int:
-        return 60 if self.quick else 2_000
+        return 40 if self.quick else 2_000
 
 
 Progress = Callable[[str], None]
@@ -257,5 +257,7 @@ def _targets(out: dict[str, Any]) -> list[dict[str, Any]]:
         if value is None:
             continue
         met = {">=": value >= target, "<=": value <= target, "<": value < target}[op]
-        rows.append({"figure": path, "value": value, "target": f"{op} {target:g}", "met": met, "what": what})
+        rows.append(
+            {"figure": path, "value": value, "target": f"{op} {target:g}", "met": met, "what": what}
+        )
     return rows

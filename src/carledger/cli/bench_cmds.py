@@ -88,7 +88,7 @@ def bench(
         int | None,
         typer.Option(
             help="Vehicles in the ledger of the report/storage/replay suites "
-            "(default 10,000; 300 with --quick)."
+            "(default 10,000; 200 with --quick)."
         ),
     ] = None,
     json_file: Annotated[
@@ -117,7 +117,7 @@ def bench(
             f"Unknown suites: {', '.join(unknown)}; choose from {', '.join(SUITE_NAMES)}.",
         )
     if scale is None:
-        scale = 300 if quick else 10_000
+        scale = 200 if quick else 10_000
     if scale < 20:
         raise InvalidInput("invalid_option", "scale is at least 20 vehicles.")
     if workdir is not None:

@@ -91,7 +91,9 @@ def init(
             raise InvalidInput("missing_option", "--genesis needs --node-key (this node's key).")
         passphrase = None if no_encrypt else read_passphrase(passphrase_file, what="node key")
         key = SigningKey.from_pem(node_key.read_bytes(), passphrase)
-        home.initialise(Genesis.load(genesis), validator, key, env_passphrase())
+        # The node key stays encrypted at rest: with CARLEDGER_NODE_PASSPHRASE, or else
+        # with the passphrase of the file it came from (--no-encrypt: unencrypted).
+        home.initialise(Genesis.load(genesis), validator, key, env_passphrase() or passphrase)
         emit(
             {"data": str(data), "validator": validator},
             as_json,
@@ -119,7 +121,9 @@ def init(
         "validators": [{"id": validator, "org": org, "key": node.public_hex}],
         "policy": {"org_admission": {"num": 2, "den": 3}},
     }
-    home.initialise(Genesis.from_dict(doc), validator, node, env_passphrase())
+    # The node key is encrypted too (CARLEDGER_NODE_PASSPHRASE, or else the admin key's
+    # passphrase); `carledger up` then needs CARLEDGER_NODE_PASSPHRASE.
+    home.initialise(Genesis.from_dict(doc), validator, node, env_passphrase() or passphrase)
     write_key_file(data / "keys" / "admin.key", admin, passphrase)
     emit(
         {
@@ -132,7 +136,10 @@ def init(
         lambda: console.print(
             f"chain [bold]{chain_id}[/] created in {data}\n"
             f"admin key of {org}: {admin.public_hex}\n  file {data / 'keys' / 'admin.key'}\n"
-            f"start it with: carledger up --data {data}"
+            "start it with: "
+            + ("" if passphrase is None or env_passphrase() else "CARLEDGER_NODE_PASSPHRASE=... ")
+            + f"carledger up --data {data}"
+            + ("" if passphrase is None else " (the node key is encrypted)")
         ),
     )
 

@@ -30,7 +30,14 @@ try:
 except ImportError:  # pragma: no cover - orjson is a dependency; this keeps a bare install working
     _orjson = None  # type: ignore[assignment]
 
-__all__ = ["MAX_DEPTH", "MAX_SAFE_INTEGER", "check_plain", "decode", "encode"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_SAFE_INTEGER",
+    "check_plain",
+    "decode",
+    "decode_canonical",
+    "encode",
+]
 
 MAX_SAFE_INTEGER = 2**53 - 1
 MAX_DEPTH = 16
@@ -112,8 +119,58 @@ def _is_fast(value: Any, depth: int) -> bool:
     if value is None or value is True or value is False or isinstance(value, str):
         return True
     if kind is int:
-        return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+        return bool(-MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
     return False
+
+
+def decode_canonical(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any | None:
+    """The value of ``data`` when ``data`` is exactly :func:`encode` of a plain value; else None.
+
+    The fast way to take in signed bodies, which must be canonical anyway: parse
+    with orjson, check the value is plain JSON no deeper than ``max_depth``, and
+    compare its canonical bytes with ``data``. ``None`` says nothing about why:
+    :func:`decode` (strict, with its error codes) is then the way to find out.
+    Bytes with characters beyond the Basic Multilingual Plane always take that way.
+    """
+    if _orjson is None or _ASTRAL.search(data) is not None:
+        return None
+    try:
+        value = _orjson.loads(data)
+    except _orjson.JSONDecodeError:
+        return None
+    if not _plain_within(value, max_depth):
+        return None
+    try:
+        encoded = _orjson.dumps(value, option=_orjson.OPT_SORT_KEYS)
+    except _orjson.JSONEncodeError:
+        return None
+    return value if encoded == data else None
+
+
+# The lead byte of a 4-byte UTF-8 sequence: a character outside the BMP.
+_ASTRAL = re.compile(rb"[\xf0-\xf4]")
+
+
+def _plain_within(value: Any, max_depth: int, depth: int = 0) -> bool:
+    """Whether orjson's parse of a document is plain JSON of at most ``max_depth`` levels."""
+    kind = type(value)
+    if kind is dict or kind is list:
+        if depth >= max_depth:
+            return False
+        for v in value.values() if kind is dict else value:
+            t = type(v)
+            if t is str or t is bool or v is None:
+                continue
+            if t is int:
+                if not -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
+                    return False
+                continue
+            if not _plain_within(v, max_depth, depth + 1):
+                return False
+        return True
+    if kind is int:
+        return bool(-MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
+    return kind is str or kind is bool or value is None
 
 
 def _no_float(text: str) -> Any:

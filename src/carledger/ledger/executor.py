@@ -108,13 +108,18 @@ class Executor:
         #: only saves time; a wrong one changes nothing.
         self.read_hint = read_hint
 
-    def precheck(self, tx: Transaction, state: StateReader, ctx: BlockContext) -> None:
+    def precheck(
+        self, tx: Transaction, state: StateReader, ctx: BlockContext, *, static: bool = True
+    ) -> None:
         """The stateless and membership checks a node runs before accepting a submission.
 
         Raises the same error the executor would record, so a client learns at once
         why a record will be refused (signatures are checked by the caller).
+        ``static=False`` skips the stateless part (chain, type, payload schema) for a
+        caller that has just run it.
         """
-        self._check_static(tx)
+        if static:
+            self._check_static(tx)
         self._resolve(tx, Overlay(state), ctx)
 
     def execute(
@@ -137,43 +142,52 @@ class Executor:
         parallel beforehand, by transaction id; missing ids are verified here, on
         two threads when there are many. ``decoded`` may hold transactions already
         decoded from these very bodies and signatures (the mempool's), so they are
-        not decoded twice; any other raw transaction is decoded here.
+        not decoded twice, nor checked again against their schema (that check is a
+        pure function of the body, and the node ran it at submission); any other raw
+        transaction is decoded and fully checked here.
         ``prefetch``, when given, is called once with every decodable transaction
         before the first ``committed``/``nonce_used`` call (to batch those lookups).
         """
         known = {tx.body: tx for tx in decoded}
         parsed: list[Transaction | LedgerError] = []
+        checked: list[bool] = []
         for raw in txs:
-            tx = known.get(raw.body)
-            if tx is None or tx.signatures != raw.signatures:
-                try:
-                    tx = Transaction.from_body(raw.body, raw.signatures)
-                except LedgerError as exc:
-                    parsed.append(exc)
-                    continue
-            parsed.append(tx)
+            found = known.get(raw.body)
+            if found is not None and found.signatures == raw.signatures:
+                checked.append(True)
+                parsed.append(found)
+                continue
+            checked.append(False)
+            try:
+                parsed.append(Transaction.from_body(raw.body, raw.signatures))
+            except LedgerError as exc:
+                parsed.append(exc)
         # Signatures verified by position: two copies of one body (one id) may carry
         # different signatures.
         verified: list[bool | None] = [
-            signatures_ok.get(tx.id) if signatures_ok is not None and isinstance(tx, Transaction)
+            signatures_ok.get(tx.id)
+            if signatures_ok is not None and isinstance(tx, Transaction)
             else None
             for tx in parsed
         ]
         todo = [
             i for i, tx in enumerate(parsed) if isinstance(tx, Transaction) and verified[i] is None
         ]
-        for i, ok in zip(todo, verify_parallel([parsed[i] for i in todo]), strict=True):  # type: ignore[misc]
+        fresh = [tx for tx in parsed if isinstance(tx, Transaction)]
+        todo_txs = [parsed[i] for i in todo]
+        for i, ok in zip(
+            todo, verify_parallel([t for t in todo_txs if isinstance(t, Transaction)]), strict=True
+        ):
             verified[i] = ok
         if prefetch is not None:
-            prefetch([tx for tx in parsed if isinstance(tx, Transaction)])
+            prefetch(fresh)
         overlay = Overlay(state)
         hint = self.read_hint
         keys: set[str] = set()
-        for tx in parsed:
-            if isinstance(tx, Transaction):
-                keys.update(f"member/{signer}" for signer in tx.signers)
-                if hint is not None:
-                    keys.update(hint(tx))
+        for tx in fresh:
+            keys.update(f"member/{signer}" for signer in tx.signers)
+            if hint is not None:
+                keys.update(hint(tx))
         overlay.prefetch(sorted(keys))
         result = ExecutionResult()
         seen: set[str] = set()
@@ -188,8 +202,8 @@ class Executor:
                 return "duplicate_nonce"
             return None
 
-        for raw, tx_or_error, ok in zip(txs, parsed, verified, strict=True):
-            outcome = self._one(raw, tx_or_error, bool(ok), overlay, ctx, replayed)
+        for raw, tx_or_error, sig_ok, static_ok in zip(txs, parsed, verified, checked, strict=True):
+            outcome = self._one(raw, tx_or_error, bool(sig_ok), static_ok, overlay, ctx, replayed)
             if outcome.authentic:
                 seen.add(outcome.id)
             if outcome.ok:
@@ -203,6 +217,7 @@ class Executor:
         raw: RawTx,
         tx: Transaction | LedgerError,
         signatures_ok: bool,
+        static_ok: bool,
         overlay: Overlay,
         ctx: BlockContext,
         replayed: Callable[[Transaction], str | None],
@@ -230,7 +245,8 @@ class Executor:
                     "duplicate_nonce",
                     "The first signer already used this nonce: the record exists already.",
                 )
-            self._check_static(tx)
+            if not static_ok:
+                self._check_static(tx)
             signers = self._resolve(tx, overlay, ctx)
             effects = self.registry.get(tx.type).handler(overlay, TxContext(tx, signers), ctx)
             overlay.apply(effects.writes)

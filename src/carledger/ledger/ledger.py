@@ -241,15 +241,18 @@ class Ledger:
     def next_context(self, time: str, proposer: str) -> BlockContext:
         return BlockContext(self.chain_id, self.height + 1, time, proposer)
 
-    def precheck(self, tx: Transaction, time: str, *, cached: bool = False) -> None:
+    def precheck(
+        self, tx: Transaction, time: str, *, cached: bool = False, static: bool = True
+    ) -> None:
         """Checks a submission passes before it is queued (signatures are the caller's).
 
         With ``cached``, state entries (the signers' memberships) are read through a
         cache that is only ever used at the height it was filled at, so the answer
-        is the one the committed state gives.
+        is the one the committed state gives. ``static=False``: the caller has run
+        the stateless checks already (see :meth:`Executor.precheck`).
         """
         state: StateReader = self._precheck_reads if cached else self.store
-        self.executor.precheck(tx, state, self.next_context(time, "precheck"))
+        self.executor.precheck(tx, state, self.next_context(time, "precheck"), static=static)
 
     def on_commit(self, listener: Callable[[CommittedBlock], None]) -> None:
         self._listeners.append(listener)

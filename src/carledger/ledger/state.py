@@ -10,11 +10,12 @@ committed state so later transactions in the same block see them.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from carledger.encoding import canonical
 
+_loads: Callable[[bytes], Any]
 try:
     from orjson import loads as _loads
 except ImportError:  # pragma: no cover - orjson is a dependency

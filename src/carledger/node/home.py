@@ -97,7 +97,16 @@ class Home:
         if not info.exists():
             return None
         validator = json.loads(info.read_text())["validator"]
-        key = SigningKey.from_pem((self.path / "node.key").read_bytes(), passphrase)
+        try:
+            key = SigningKey.from_pem((self.path / "node.key").read_bytes(), passphrase)
+        except InvalidInput as exc:
+            if exc.code != "key_passphrase_required":
+                raise
+            raise InvalidInput(
+                "key_passphrase_required",
+                f"The node key {self.path / 'node.key'} is encrypted; give its passphrase in "
+                f"{PASSPHRASE_ENV}.",
+            ) from exc
         return NodeIdentity(validator, key)
 
     def open_ledger(

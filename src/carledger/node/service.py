@@ -260,7 +260,7 @@ class Node:
                         f"The signature of {bad[0][:16]}... does not verify over this body.",
                         signer=bad[0],
                     )
-                ledger.precheck(tx, block_time, cached=True)
+                ledger.precheck(tx, block_time, cached=True, static=False)
             except LedgerError as exc:
                 errors[i] = exc
         return errors

@@ -87,6 +87,11 @@ MIGRATIONS: dict[int, str] = {
 _IN_CHUNK = 500
 
 
+def _marks(values: Sequence[object]) -> str:
+    """``?,?,...``: one placeholder per value (queries never interpolate values)."""
+    return ",".join("?" * len(values))
+
+
 def node_id(level: int, index: int) -> int:
     return (level << LEVEL_SHIFT) | index
 
@@ -136,20 +141,18 @@ class _Reads:
 
     def used_nonces(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """The ``(signer, nonce)`` pairs among ``pairs`` that :meth:`nonce_used` would confirm."""
-        found: set[tuple[str, str]] = set()
-        by_key = {(bytes.fromhex(signer[:16]), nonce): (signer, nonce) for signer, nonce in pairs}
-        keys = list(by_key)
+        keys = list(dict.fromkeys((bytes.fromhex(signer[:16]), nonce) for signer, nonce in pairs))
+        found: set[tuple[bytes, str]] = set()
         conn = self._c()
         for i in range(0, len(keys), _IN_CHUNK):
             chunk = keys[i : i + _IN_CHUNK]
+            marks = ",".join(["(?, ?)"] * len(chunk))
             rows = conn.execute(
-                "SELECT signer, nonce FROM nonces WHERE (signer, nonce) IN (VALUES "
-                + ",".join(["(?, ?)"] * len(chunk))
-                + ")",
+                f"SELECT signer, nonce FROM nonces WHERE (signer, nonce) IN (VALUES {marks})",  # noqa: S608 (placeholders only)
                 [v for pair in chunk for v in pair],
             )
-            found.update(by_key[(bytes(k), str(n))] for k, n in rows)
-        return found
+            found.update((_blob(k), str(n)) for k, n in rows)
+        return {(s, n) for s, n in pairs if (bytes.fromhex(s[:16]), n) in found}
 
     def get_state(self, key: str) -> bytes | None:
         row = (
@@ -171,9 +174,7 @@ class _Reads:
         for i in range(0, len(hashes), _IN_CHUNK):
             chunk = hashes[i : i + _IN_CHUNK]
             rows = conn.execute(
-                "SELECT key_hash, value FROM state WHERE key_hash IN ("
-                + ",".join("?" * len(chunk))
-                + ")",
+                f"SELECT key_hash, value FROM state WHERE key_hash IN ({_marks(chunk)})",  # noqa: S608 (placeholders only)
                 chunk,
             )
             for kh, value in rows:
@@ -195,17 +196,29 @@ class _Reads:
         return [(bytes(k), bytes(v)) for k, v in rows]
 
     def get_nodes(self, ids: Sequence[tuple[int, int]]) -> list[bytes]:
-        out = []
+        """The hashes of the log nodes ``(level, index)``, in order (one query per 500).
+
+        Raises StorageError ``missing_log_node`` naming the first one that is absent.
+        """
+        wanted = [node_id(level, index) for level, index in ids]
+        found: dict[int, bytes] = {}
         conn = self._c()
-        for level, index in ids:
-            row = conn.execute(
-                "SELECT hash FROM log_nodes WHERE id = ?", (node_id(level, index),)
-            ).fetchone()
-            if row is None:
+        unique = list(dict.fromkeys(wanted))
+        for i in range(0, len(unique), _IN_CHUNK):
+            chunk = unique[i : i + _IN_CHUNK]
+            rows = conn.execute(
+                f"SELECT id, hash FROM log_nodes WHERE id IN ({_marks(chunk)})",  # noqa: S608 (placeholders only)
+                chunk,
+            )
+            found.update((int(k), bytes(h)) for k, h in rows)
+        out = []
+        for (level, index), nid in zip(ids, wanted, strict=True):
+            value = found.get(nid)
+            if value is None:
                 raise StorageError(
                     "missing_log_node", f"The log node at level {level}, index {index} is missing."
                 )
-            out.append(bytes(row[0]))
+            out.append(value)
         return out
 
 
@@ -462,7 +475,7 @@ class SQLiteStore(_Reads):
         for i in range(0, len(tx_ids), _IN_CHUNK):
             chunk = [bytes.fromhex(t) for t in tx_ids[i : i + _IN_CHUNK]]
             rows = conn.execute(
-                "SELECT id FROM txs WHERE auth = 1 AND id IN (" + ",".join("?" * len(chunk)) + ")",
+                f"SELECT id FROM txs WHERE auth = 1 AND id IN ({_marks(chunk)})",  # noqa: S608 (placeholders only)
                 chunk,
             )
             found.update(_blob(r[0]).hex() for r in rows)
