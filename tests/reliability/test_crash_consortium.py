@@ -208,5 +208,6 @@ def test_kills_in_a_consortium_and_recovery_from_peers(consortium: Make) -> None
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(7200)
 def test_kills_in_a_consortium_long(consortium: Make) -> None:
     report_figures("crash.consortium.long", run(consortium, cycles=60))

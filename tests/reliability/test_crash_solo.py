@@ -128,6 +128,7 @@ def test_sigkill_under_writes_loses_nothing(tmp_path: Path, spawn: Callable[...,
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(7200)
 def test_sigkill_under_writes_loses_nothing_long(
     tmp_path: Path, spawn: Callable[..., Spawned]
 ) -> None:

@@ -250,9 +250,11 @@ def build_ledger(
     vins: dict[str, None] = {}
     for when, txs, block_vins in source:
         time_ = max(when, ledger.head.time)
-        ledger.apply(
-            Proposal(ledger.height + 1, time_, proposer, tuple(RawTx(b, s) for b, s in txs))
-        )
+        raws = tuple(RawTx(b, s) for b, s in txs)
+        # Signed by our own generator a moment ago: building the ledger is set-up for
+        # the read suites, and the replay suite is where every signature is checked.
+        trusted = {raw.id: True for raw in raws}
+        ledger.apply(Proposal(ledger.height + 1, time_, proposer, raws), signatures_ok=trusted)
         records += len(txs)
         blocks += 1
         raw += sum(len(b) + 64 * len(s) for b, s in txs)
@@ -304,13 +306,26 @@ def extend_history(ledger: Ledger, m: Market, vin: str, total: int) -> int:
     return added
 
 
-def import_lines(m: Market, vehicles: int, seed: int = 1) -> list[dict[str, Any]]:
+def _kst_date(at: str) -> str:
+    """The Korean date (UTC+9) of a block time ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
+    moment = dt.datetime.strptime(at[:19], "%Y-%m-%dT%H:%M:%S") + dt.timedelta(hours=9)
+    return moment.date().isoformat()
+
+
+def import_lines(
+    m: Market, vehicles: int, seed: int = 1, *, until: str | None = None
+) -> list[dict[str, Any]]:
     """JSON Lines for ``carledger import`` signed by the registry: each car's birth,
-    registration and its odometer readings from services (about 8 lines a car).
-    Meant for a node that holds none of these VINs yet.
+    registration and its odometer readings from services (about 8 lines a car), from
+    the live stream (dated before today). Meant for a node that holds none of these
+    VINs yet. With ``until`` (a
+    ``YYYY-MM-DD`` Korean date: today), records dated after it are left out, since a
+    node refuses a record dated in the future of its block (``date_in_future``).
     """
     lines: list[dict[str, Any]] = []
-    for item in m.records(vehicles, seed):
+    for item in m.live_records(vehicles, seed):
+        if until is not None and _kst_date(item.at) > until:
+            continue
         tx = item.tx
         payload = {k: v for k, v in tx.payload.items() if k != "prev"}
         if tx.type in ("vehicle.register", "registration.record"):

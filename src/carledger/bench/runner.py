@@ -76,7 +76,7 @@ class BenchOptions:
 
     @property
     def replay_records(self) -> int:
-        return 4_000 if self.quick else 300_000
+        return 4_000 if self.quick else 100_000
 
     @property
     def import_vehicles(self) -> int:

@@ -130,7 +130,8 @@ def decode_canonical(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any | None:
     with orjson, check the value is plain JSON no deeper than ``max_depth``, and
     compare its canonical bytes with ``data``. ``None`` says nothing about why:
     :func:`decode` (strict, with its error codes) is then the way to find out.
-    Bytes with characters beyond the Basic Multilingual Plane always take that way.
+    Bytes with characters beyond the Basic Multilingual Plane always take that way,
+    and so does the document ``null`` (its value is None).
     """
     if _orjson is None or _ASTRAL.search(data) is not None:
         return None
