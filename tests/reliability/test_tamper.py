@@ -181,7 +181,7 @@ def _put_header(conn: sqlite3.Connection, height: int, header: dict[str, Any]) -
 
 def edit_old_header_time(conn: sqlite3.Connection, t: Target) -> None:
     header = _header(conn, t.height)
-    header["time"] = header["time"][:-5] + "999Z"
+    header["time"] = header["time"][:-4] + "999Z"  # still a valid time, a different one
     _put_header(conn, t.height, header)
 
 

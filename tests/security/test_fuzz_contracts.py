@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import security_support
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from security_support import SCALE, SchemaStrategies, network, payloads_for, report_figures
+from security_support import SchemaStrategies, network, payloads_for, report_figures
 
 from carledger.crypto.keys import SigningKey
 from carledger.errors import LedgerError
@@ -188,7 +189,7 @@ def test_contract_lets_only_ledger_errors_out(harness: Harness, type_: str) -> N
     counter = iter(range(10**9))
 
     @settings(
-        max_examples=60 * SCALE,
+        max_examples=60 * security_support.SCALE,
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+import security_support
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from security_support import json_values, report_figures
@@ -34,7 +35,12 @@ def _count(name: str) -> None:
 
 
 def _fast(n: int) -> Any:
-    return settings(max_examples=n, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    # --run-slow multiplies the examples (security_support.SCALE, set by the conftest).
+    return settings(
+        max_examples=n * security_support.SCALE,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
 
 
 envelopes = st.fixed_dictionaries(
