@@ -37,6 +37,7 @@ from carledger.ledger.ledger import Ledger
 from carledger.node.demo import create_demo
 from carledger.node.home import Home
 from carledger.report.build import report_for
+from carledger.store.codec import Codec
 from carledger.verifier import verify_report
 
 SEED = 5
@@ -69,8 +70,15 @@ def _flip(blob: bytes, at: int = -5) -> bytes:
     return bytes(out)
 
 
+def _codec(conn: sqlite3.Connection) -> Codec:
+    """The store's own compression (codec.py): edits are written as carledger writes."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'zstd_dictionary'").fetchone()
+    return Codec(bytes(row[0]))
+
+
 def _body(conn: sqlite3.Connection, seq: int) -> bytes:
-    return bytes(conn.execute("SELECT body FROM txs WHERE seq = ?", (seq,)).fetchone()[0])
+    blob = bytes(conn.execute("SELECT body FROM txs WHERE seq = ?", (seq,)).fetchone()[0])
+    return _codec(conn).unpack(blob)
 
 
 def _digit_changed(body: bytes) -> bytes:
@@ -80,16 +88,28 @@ def _digit_changed(body: bytes) -> bytes:
 
 
 def edit_record_bytes(conn: sqlite3.Connection, t: Target) -> None:
+    edited = _codec(conn).pack(_digit_changed(_body(conn, t.seq)))
+    conn.execute("UPDATE txs SET body = ? WHERE seq = ?", (edited, t.seq))
+
+
+def edit_record_bytes_uncompressed(conn: sqlite3.Connection, t: Target) -> None:
+    # Stores written before schema version 2 hold bodies as they are: so may an editor.
     conn.execute(
         "UPDATE txs SET body = ? WHERE seq = ?", (_digit_changed(_body(conn, t.seq)), t.seq)
     )
+
+
+def garble_record_blob(conn: sqlite3.Connection, t: Target) -> None:
+    # One bit of the compressed form: it no longer decompresses, or not to what was signed.
+    blob = bytes(conn.execute("SELECT body FROM txs WHERE seq = ?", (t.seq,)).fetchone()[0])
+    conn.execute("UPDATE txs SET body = ? WHERE seq = ?", (_flip(blob, len(blob) // 2), t.seq))
 
 
 def edit_record_and_id(conn: sqlite3.Connection, t: Target) -> None:
     body = _digit_changed(_body(conn, t.seq))
     conn.execute(
         "UPDATE txs SET body = ?, id = ? WHERE seq = ?",
-        (body, hashlib.sha256(body).digest(), t.seq),
+        (_codec(conn).pack(body), hashlib.sha256(body).digest(), t.seq),
     )
 
 
@@ -103,10 +123,11 @@ def edit_validity_code(conn: sqlite3.Connection, t: Target) -> None:
 
 
 def _vehicle_row(conn: sqlite3.Connection, t: Target) -> tuple[bytes, dict[str, Any]]:
-    (value,) = conn.execute(
+    (blob,) = conn.execute(
         "SELECT value FROM state WHERE key = ?", (f"vehicle/{t.vin}",)
     ).fetchone()
-    return bytes(value), json.loads(value)
+    value = _codec(conn).unpack(bytes(blob))
+    return value, json.loads(value)
 
 
 def _odometer_lowered(conn: sqlite3.Connection, t: Target) -> bytes:
@@ -122,16 +143,15 @@ def _odometer_lowered(conn: sqlite3.Connection, t: Target) -> bytes:
 
 
 def edit_state_value(conn: sqlite3.Connection, t: Target) -> None:
-    conn.execute(
-        "UPDATE state SET value = ? WHERE key = ?", (_odometer_lowered(conn, t), f"vehicle/{t.vin}")
-    )
+    edited = _codec(conn).pack(_odometer_lowered(conn, t))
+    conn.execute("UPDATE state SET value = ? WHERE key = ?", (edited, f"vehicle/{t.vin}"))
 
 
 def edit_state_value_and_hash(conn: sqlite3.Connection, t: Target) -> None:
     value = _odometer_lowered(conn, t)
     conn.execute(
         "UPDATE state SET value = ?, value_hash = ? WHERE key = ?",
-        (value, hashlib.sha256(value).digest(), f"vehicle/{t.vin}"),
+        (_codec(conn).pack(value), hashlib.sha256(value).digest(), f"vehicle/{t.vin}"),
     )
 
 
@@ -238,7 +258,8 @@ def delete_nonce(conn: sqlite3.Connection, t: Target) -> None:
 
 def edit_head_record(conn: sqlite3.Connection, t: Target) -> None:
     seq = t.log_size - 1
-    conn.execute("UPDATE txs SET body = ? WHERE seq = ?", (_digit_changed(_body(conn, seq)), seq))
+    edited = _codec(conn).pack(_digit_changed(_body(conn, seq)))
+    conn.execute("UPDATE txs SET body = ? WHERE seq = ?", (edited, seq))
 
 
 def add_tx_beyond_head(conn: sqlite3.Connection, t: Target) -> None:
@@ -259,6 +280,8 @@ def edit_stored_genesis(conn: sqlite3.Connection, t: Target) -> None:
 
 CASES = [
     Case("record bytes", edit_record_bytes, "txs", None, True),
+    Case("record bytes, stored uncompressed", edit_record_bytes_uncompressed, "txs", None, True),
+    Case("record's compressed form garbled", garble_record_blob, "txs", None, True),
     Case("record bytes and id", edit_record_and_id, "txs", None, True),
     Case("record signature", edit_signature, "txs", None, True),
     Case("validity code", edit_validity_code, "txs", None, False),

@@ -6,18 +6,22 @@ checkpoint signature) is written in ONE SQLite transaction, so a crash at any po
 leaves the whole block or none of it. ``synchronous=FULL``: a block acknowledged as
 committed survives power loss.
 
-Tables (schema version 1)::
+Tables (schema version 2)::
 
-    meta(key, value)                   schema_version, chain_id, genesis
+    meta(key, value)                   schema_version, chain_id, genesis,
+                                       zstd_dictionary (see codec.py)
     blocks(height, hash, header)       header = canonical JSON bytes
     txs(seq, id, height, code, auth, body, sigs)
                                        seq = log leaf index; auth = 1 when the body
                                        decoded and its signatures verified (only those
                                        use up an id); body = signed bytes as
-                                       received; sigs = concatenated 64-byte signatures
+                                       received (compressed, see codec.py);
+                                       sigs = concatenated 64-byte signatures
     vin_index(vin, seq)                accepted records of each VIN, in log order
     nonces(signer, nonce)              nonces used by each first signer (replay rule)
     state(key_hash, key, value, value_hash)
+                                       value compressed (codec.py); value_hash is
+                                       sha256 of the original value
     smt_buckets(idx, hash, count)      the state tree's bucket level (see smt.py)
     log_nodes(id, hash)                perfect subtrees of the log: id = level << 48 | index
     checkpoint_sigs(height, validator, signature)
@@ -38,10 +42,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from carledger.errors import StorageError
+from carledger.store.codec import Codec, packaged_dictionary
 
 __all__ = ["SCHEMA_VERSION", "BlockWriter", "SQLiteStore", "StoredTx"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 LEVEL_SHIFT = 48
 
 MIGRATIONS: dict[int, str] = {
@@ -80,6 +85,9 @@ MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (height, validator)
     ) WITHOUT ROWID;
     """,
+    # Version 2 compresses bodies and state values (codec.py); version-1 blobs stay
+    # readable as they are. The migration only gives the store its dictionary.
+    2: "",
 }
 
 
@@ -123,6 +131,7 @@ class _Reads:
     """Read queries shared by the store (committed data) and a block writer (pending)."""
 
     conn: sqlite3.Connection
+    codec: Codec
 
     def _c(self) -> sqlite3.Connection:
         return self.conn
@@ -163,7 +172,7 @@ class _Reads:
             )
             .fetchone()
         )
-        return None if row is None else bytes(row[0])
+        return None if row is None else self.codec.unpack(_blob(row[0]), f"The state of {key!r}")
 
     def get_states(self, keys: Sequence[str]) -> dict[str, bytes | None]:
         """:meth:`get_state` of many keys in one query per 500 (absent keys map to None)."""
@@ -178,7 +187,8 @@ class _Reads:
                 chunk,
             )
             for kh, value in rows:
-                out[by_hash[bytes(kh)]] = bytes(value)
+                key = by_hash[bytes(kh)]
+                out[key] = self.codec.unpack(_blob(value), f"The state of {key!r}")
         return out
 
     def leaves_in_range(self, lo: bytes, hi: bytes | None) -> Iterable[tuple[bytes, bytes]]:
@@ -225,17 +235,19 @@ class _Reads:
 class BlockWriter(_Reads):
     """Writes of one block inside one open SQLite transaction (:meth:`SQLiteStore.write_block`)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, codec: Codec) -> None:
         self.conn = conn
+        self.codec = codec
 
     def insert_txs(
         self, rows: Iterable[tuple[int, str, int, str, bool, bytes, tuple[bytes, ...]]]
     ) -> None:
+        pack = self.codec.pack
         self.conn.executemany(
             "INSERT INTO txs (seq, id, height, code, auth, body, sigs) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
-                (seq, bytes.fromhex(tx_id), height, code, int(auth), body, b"".join(sigs))
+                (seq, bytes.fromhex(tx_id), height, code, int(auth), pack(body), b"".join(sigs))
                 for seq, tx_id, height, code, auth, body, sigs in rows
             ),
         )
@@ -260,7 +272,7 @@ class BlockWriter(_Reads):
             if value is None:
                 deletes.append((kh,))
             else:
-                upserts.append((kh, key, value, hashlib.sha256(value).digest()))
+                upserts.append((kh, key, self.codec.pack(value), hashlib.sha256(value).digest()))
         self.conn.executemany(
             "INSERT INTO state (key_hash, key, value, value_hash) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(key_hash) DO UPDATE SET value = excluded.value, "
@@ -315,6 +327,7 @@ class SQLiteStore(_Reads):
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._closed = False
+        self.codec = Codec(None)
 
     # -- opening -------------------------------------------------------------------
 
@@ -337,6 +350,7 @@ class SQLiteStore(_Reads):
                 conn.execute("PRAGMA synchronous=OFF")
             store = cls(path, conn)
             store._migrate()
+            store.codec = Codec(store.get_meta("zstd_dictionary"))
         except sqlite3.DatabaseError as exc:
             raise StorageError(
                 "store_unreadable", f"The store {path} cannot be read as a database: {exc}."
@@ -373,6 +387,11 @@ class SQLiteStore(_Reads):
                 for statement in MIGRATIONS[target].split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                if target == 2:
+                    conn.execute(
+                        "INSERT OR IGNORE INTO meta (key, value) VALUES ('zstd_dictionary', ?)",
+                        (packaged_dictionary(),),
+                    )
                 conn.execute(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
                     (str(target).encode(),),
@@ -417,7 +436,7 @@ class SQLiteStore(_Reads):
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
-                yield BlockWriter(conn)
+                yield BlockWriter(conn, self.codec)
                 conn.execute("COMMIT")
             except BaseException as exc:
                 # SQLite may already have rolled back (a full disk at COMMIT does).
@@ -509,15 +528,14 @@ class SQLiteStore(_Reads):
         )
         return [self._tx(r) for r in rows]
 
-    @staticmethod
-    def _tx(row: tuple[int, bytes, int, str, bytes, bytes]) -> StoredTx:
+    def _tx(self, row: tuple[int, bytes, int, str, bytes, bytes]) -> StoredTx:
         seq, tx_id, height, code, body, sigs = row
         return StoredTx(
             int(seq),
             _blob(tx_id).hex(),
             int(height),
             str(code),
-            _blob(body),
+            self.codec.unpack(_blob(body), f"The body of record {seq}"),
             _split_sigs(_blob(sigs)),
         )
 
@@ -530,7 +548,8 @@ class SQLiteStore(_Reads):
             "SELECT key, value FROM state WHERE key > ? AND key < ? ORDER BY key LIMIT ?",
             (start if after else prefix, prefix + "\U0010ffff", limit),
         )
-        return [(str(k), bytes(v)) for k, v in rows]
+        unpack = self.codec.unpack
+        return [(str(k), unpack(_blob(v), f"The state of {k!r}")) for k, v in rows]
 
     def checkpoint_sigs(self, height: int) -> list[tuple[str, bytes]]:
         rows = self._c().execute(
