@@ -1,14 +1,17 @@
-"""Sustained load (``--run-slow``): 10 minutes of mixed reads and writes at 80 % of the
-measured maximum, with no error, bounded memory growth and stable latency.
+"""Sustained load: mixed reads and writes at 80 % of the measured maximum, with no
+error, bounded memory growth and stable latency. ``--run-slow`` runs it for 10 minutes
+(compared minute by minute); the default suite runs a 30-second version (compared in
+10-second windows) that proves the same checks on a shorter horizon.
 
 The maximum is measured first on the same node: writers submitting batches of
 ``vehicle.register`` records with ``wait=true`` as fast as they can, and readers asking
 for vehicles, histories, blocks, transactions with proofs and the checkpoint. Then
 paced writers and readers run at 80 % of each for ``CARLEDGER_LOAD_SECONDS`` (600 by
 default). Every answer must be a success; the node's resident memory in the last
-minute may exceed the first minute's by at most :data:`RSS_GROWTH`; and the p50 and
-p99 latencies of the last minute may not exceed the first minute's by more than
-:data:`LATENCY_FACTOR` (plus :data:`LATENCY_SLACK`).
+window may exceed the first window's by at most :data:`RSS_GROWTH`; and the p50 and
+p99 latencies of the last window may not exceed the first window's by more than
+:data:`LATENCY_FACTOR` (plus a slack: 50 ms per minute-long window, 200 ms for the
+10-second windows of the short run, where one slow block moves a p99).
 """
 
 from __future__ import annotations
@@ -33,12 +36,11 @@ from reliability_support import (
     report_figures,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(3600)]
+pytestmark = [pytest.mark.integration]
 
 MiB = 1024 * 1024
 RSS_GROWTH = 96 * MiB
 LATENCY_FACTOR = 2.0
-LATENCY_SLACK = 0.05  # seconds
 WRITE_BATCH = 10
 
 
@@ -53,6 +55,7 @@ def _rss(pid: int) -> int:
 class Samples:
     """Latencies by kind and by minute since the start, and every failure."""
 
+    window: float = 60.0  # seconds per latency bucket
     started: float = field(default_factory=time.monotonic)
     latencies: dict[tuple[str, int], list[float]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -60,9 +63,9 @@ class Samples:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, kind: str, seconds: float, ok: bool, what: str = "") -> None:
-        minute = int((time.monotonic() - self.started) // 60)
+        bucket = int((time.monotonic() - self.started) // self.window)
         with self.lock:
-            self.latencies.setdefault((kind, minute), []).append(seconds)
+            self.latencies.setdefault((kind, bucket), []).append(seconds)
             self.done += 1
             if not ok:
                 self.errors.append(what)
@@ -154,18 +157,30 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
 def test_mixed_load_at_80_percent_for_ten_minutes(tmp_path: Path, spawn: Spawner) -> None:
     seconds = float(os.environ.get("CARLEDGER_LOAD_SECONDS", "600"))
+    _mixed_load(tmp_path, spawn, seconds=seconds, window=60.0, measure=20.0, slack=0.05)
+
+
+def test_mixed_load_at_80_percent_briefly(tmp_path: Path, spawn: Spawner) -> None:
+    _mixed_load(tmp_path, spawn, seconds=30.0, window=10.0, measure=6.0, slack=0.2)
+
+
+def _mixed_load(
+    tmp_path: Path, spawn: Spawner, *, seconds: float, window: float, measure: float, slack: float
+) -> None:
     chain = make_demo_chain(tmp_path / "node", vehicles=10)
     node = spawn(chain.data, "--log-level", "warning", real=True)
     node.wait_serving()
-    warmup = Samples()
+    warmup = Samples(window)
     load = Load(node, chain, warmup)
-    write_max = _measure(load, 20, 4, "write")
-    read_max = _measure(load, 10, 4, "read")
+    write_max = _measure(load, measure, 4, "write")
+    read_max = _measure(load, measure / 2, 4, "read")
     assert not warmup.errors, warmup.errors[:5]
 
-    samples = Samples()
+    samples = Samples(window)
     load.samples = samples
     until = time.monotonic() + seconds
     rss: list[tuple[float, int]] = []
@@ -184,24 +199,25 @@ def test_mixed_load_at_80_percent_for_ten_minutes(tmp_path: Path, spawn: Spawner
         w.start()
     while time.monotonic() < until:
         rss.append((time.monotonic() - samples.started, _rss(node.pid)))
-        time.sleep(5)
+        time.sleep(window / 12)
     for w in workers:
         w.join(timeout=120)
     assert node.stop() == 0
 
     assert not samples.errors, samples.errors[:5]
-    last = max(0, int(seconds // 60) - 1)  # the last full minute
-    first_rss = statistics.mean(v for t, v in rss if t < 60)
-    last_rss = statistics.mean(v for t, v in rss if t >= rss[-1][0] - 60)
+    last = max(0, int(seconds // window) - 1)  # the last full window
+    first_rss = statistics.mean(v for t, v in rss if t < window)
+    last_rss = statistics.mean(v for t, v in rss if t >= rss[-1][0] - window)
     figures: dict[str, object] = {
         "seconds": seconds,
+        "window_s": window,
         "write_max_tx_s": round(write_max, 1),
         "read_max_req_s": round(read_max, 1),
         "offered_fraction": 0.8,
         "requests": samples.done,
         "errors": 0,
-        "rss_first_minute_mib": round(first_rss / MiB, 1),
-        "rss_last_minute_mib": round(last_rss / MiB, 1),
+        "rss_first_window_mib": round(first_rss / MiB, 1),
+        "rss_last_window_mib": round(last_rss / MiB, 1),
     }
     for kind in ("write", "read"):
         first, final = samples.latencies[(kind, 0)], samples.latencies[(kind, last)]
@@ -209,6 +225,10 @@ def test_mixed_load_at_80_percent_for_ten_minutes(tmp_path: Path, spawn: Spawner
             a, b = _quantile(first, q), _quantile(final, q)
             figures[f"{kind}_{name}_first_s"] = round(a, 4)
             figures[f"{kind}_{name}_last_s"] = round(b, 4)
-            assert b <= LATENCY_FACTOR * a + LATENCY_SLACK, (kind, name, a, b)
+    report_figures("load" if window >= 60 else "load_short", figures)
+    for kind in ("write", "read"):
+        for name in ("p50", "p99"):
+            a, b = figures[f"{kind}_{name}_first_s"], figures[f"{kind}_{name}_last_s"]
+            assert isinstance(a, float) and isinstance(b, float)
+            assert b <= LATENCY_FACTOR * a + slack, (kind, name, a, b)
     assert last_rss - first_rss <= RSS_GROWTH, figures
-    report_figures("load", figures)
