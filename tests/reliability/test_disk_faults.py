@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import resource
 import shutil
 import sqlite3
 import subprocess
@@ -249,30 +250,75 @@ def test_deleted_wal_after_a_crash_is_refused(
 # --- a full disk ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 6 MiB tmpfs mounted for this test (needs root, as the test machines run)."""
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a size-limited tmpfs here: {done.stderr!r}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+class SmallDisk:
+    """Where a node's store runs out of space, one of two ways.
+
+    ``tmpfs``: a 6 MiB tmpfs mounted for the test (needs root, as the test machines
+    run), nearly filled with a file; freeing space = deleting the file. SQLite sees
+    ENOSPC ("database or disk is full").
+    ``file-size-limit``: the node's RLIMIT_FSIZE (set with prlimit, no privilege
+    needed) caps every file it writes at about 600 KiB more than the store holds;
+    freeing space = lifting the limit. SQLite sees EFBIG (an I/O error). Used wherever
+    mounting is not allowed, and always as a second case.
+    """
+
+    def __init__(self, how: str, root: Path) -> None:
+        self.how = how
+        self.root = root
+        self.mounted = False
+        self.pid = 0
+
+    def __enter__(self) -> SmallDisk:
+        if self.how == "tmpfs":
+            done = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(self.root)],
+                capture_output=True,
+                check=False,
+            )
+            self.mounted = done.returncode == 0
+            if not self.mounted:
+                self.how = "file-size-limit"  # no privilege to mount: the other way
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.mounted:
+            subprocess.run(["umount", "-l", str(self.root)], check=False)
+
+    def fill(self, data: Path) -> None:
+        if self.how == "tmpfs":
+            free = shutil.disk_usage(self.root).free
+            (self.root / "filler").write_bytes(b"\0" * max(0, free - 600 * 1024))
+
+    def limit(self, pid: int, data: Path) -> None:
+        if self.how == "file-size-limit":
+            self.pid = pid
+            largest = max(p.stat().st_size for p in data.rglob("*") if p.is_file())
+            cap = largest + 600 * 1024
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (cap, resource.RLIM_INFINITY))
+
+    def free(self) -> None:
+        if self.how == "tmpfs":
+            (self.root / "filler").unlink()
+        else:
+            inf = resource.RLIM_INFINITY
+            resource.prlimit(self.pid, resource.RLIMIT_FSIZE, (inf, inf))
 
 
-def test_full_disk_during_block_writes(small_disk: Path, spawn: Callable[..., Spawned]) -> None:
-    chain = make_demo_chain(small_disk / "node", vehicles=2)
-    filler = small_disk / "filler"
-    free = shutil.disk_usage(small_disk).free
-    filler.write_bytes(b"\0" * max(0, free - 600 * 1024))  # leave about 600 KiB
+@pytest.fixture(params=["tmpfs", "file-size-limit"])
+def small_disk(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SmallDisk]:
+    root = tmp_path / "small-disk"
+    root.mkdir()
+    with SmallDisk(str(request.param), root) as disk:
+        yield disk
+
+
+def test_full_disk_during_block_writes(
+    small_disk: SmallDisk, spawn: Callable[..., Spawned]
+) -> None:
+    chain = make_demo_chain(small_disk.root / "node", vehicles=2)
+    small_disk.fill(chain.data)
     node = spawn(chain.data, *NODE_ARGS)
+    small_disk.limit(node.pid, chain.data)
     node.wait_serving()
     counter = itertools.count()
     writer = Writer(
@@ -291,14 +337,15 @@ def test_full_disk_during_block_writes(small_disk: Path, spawn: Callable[..., Sp
 
     health = wait_for("the disk to fill up", degraded, timeout=120)
     assert "[commit_failed]" in health["problem"], health
-    assert "full" in health["problem"], health
+    if small_disk.how == "tmpfs":
+        assert "full" in health["problem"], health
     stuck_at = health["height"]
     acked_when_full = len(writer.stats.acked)
     writer.stop()
     writer.join(timeout=30)
     # Nothing is committed while the disk is full; the node keeps answering reads.
     assert httpx.get(f"{node.url}/v1/blocks/{stuck_at}", timeout=5).status_code == 200
-    filler.unlink()
+    small_disk.free()
     wait_for(
         "the node to commit again",
         lambda: (
@@ -315,7 +362,7 @@ def test_full_disk_during_block_writes(small_disk: Path, spawn: Callable[..., Sp
     code, doc, out = run_verify(chain.data)
     assert code == 0 and doc is not None and doc["ok"], out
     report_figures(
-        "disk.full",
+        f"disk.full.{small_disk.how}",
         {
             "acknowledged": len(acked),
             "acknowledged_before_full": acked_when_full,
