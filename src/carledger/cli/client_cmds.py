@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
+import re
+import threading
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -249,6 +254,26 @@ def verify_report_cmd(
 
 
 # --- import ---------------------------------------------------------------------------
+#
+# How an import is pipelined. The file is read in order; each line with a VIN goes to
+# one of ``in_flight`` lanes, chosen by its VIN, so all of a VIN's lines take one lane
+# in file order. A lane signs a batch (each record's ``prev`` is the record before it
+# of the same VIN), sends it, waits until it is committed, and signs its next batch
+# with the heads that commit left, exactly as a one-lane import would. The lanes run
+# at once: while one signs, the others' batches are at the node, and two batches in
+# flight never share a VIN. A line without a VIN is a barrier: every line before it
+# is settled first, and it is settled before any line after it is sent.
+# Records of different VINs in different lanes may commit in another order than the
+# file's (at most a few batches apart). That matters only where one VIN's record
+# depends on another's through shared state (a plate freed by one car and taken by
+# another, a part moved between cars, a listing number reused): ``--in-flight 1``
+# sends each batch after the one before it, in file order, as imports always did.
+
+DEFAULT_IN_FLIGHT = 4
+_LIST_PAGE = 500  # the node's largest page of /v1/vehicles
+_MAX_LIST_PAGES = 20
+_HEAD_THREADS = 4
+_CANONICAL_VIN = re.compile(r"[A-HJ-NPR-Z0-9]{17}")
 
 
 @dataclass
@@ -299,65 +324,171 @@ def _read_lines(path: Path, summary: ImportSummary) -> Iterator[_Line]:
             yield _Line(number, doc["type"], doc["payload"], nonce)
 
 
-def import_file(
-    client: Client, key: SigningKey, path: Path, *, batch: int, on_progress: Any = None
-) -> ImportSummary:
-    summary = ImportSummary()
-    heads: dict[str, str | None] = {}
-    lines = _read_lines(path, summary)
-    retry: list[_Line] = []
-    done = False
-    while not done or retry:
-        chunk = retry[:batch]
-        retry = retry[batch:]
-        while len(chunk) < batch and not done:
-            line = next(lines, None)
-            if line is None:
-                done = True
+def _vin_of(line: _Line) -> str | None:
+    vin = line.payload.get("vin")
+    return vin if isinstance(vin, str) else None
+
+
+class _Heads:
+    """Where a lane learns a VIN's head the first time it needs it.
+
+    The chain's vehicles are listed once at the start, 500 VINs a request, for as
+    many pages as the file's size warrants: a VIN inside the listed range that is not
+    listed has no record yet (head None), so importing into a young chain costs a
+    request only per VIN that already has records. Those are asked for one VIN a
+    request, several at once. A VIN read again (its head moved under the import) is
+    always asked for. Another writer adding a VIN's first record after the listing
+    is handled as any concurrent writer is: ``stale_head``, then the head is re-read.
+    """
+
+    def __init__(self, client: Client, *, pages: int, threads: int = _HEAD_THREADS) -> None:
+        self._client = client
+        self._listed: set[str] = set()
+        self._upto: str | None = None  # every VIN <= this one is known (None: none is)
+        self._complete = False
+        after = ""
+        for _ in range(pages):
+            page = client.vehicles(after=after, limit=_LIST_PAGE)
+            vins = [str(v["vin"]) for v in page.get("vehicles", [])]
+            self._listed.update(vins)
+            if page.get("next") is None:
+                self._complete = True
+                break
+            after = str(page["next"])
+            self._upto = max(vins) if vins else self._upto
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="import-heads")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _known_absent(self, vin: str) -> bool:
+        if vin in self._listed or not _CANONICAL_VIN.fullmatch(vin):
+            return False
+        return self._complete or (self._upto is not None and vin <= self._upto)
+
+    def _ask(self, vin: str) -> str | None:
+        try:
+            return self._client.head(vin)
+        except InvalidInput:
+            # Not a VIN: the node refuses the record itself, with the code it gives.
+            return None
+
+    def fetch(self, first: Sequence[str], again: Sequence[str]) -> dict[str, str | None]:
+        """The heads of VINs met for the ``first`` time and of VINs to read ``again``."""
+        out: dict[str, str | None] = {}
+        ask = list(again)
+        for vin in first:
+            if self._known_absent(vin):
+                out[vin] = None
             else:
-                chunk.append(line)
-        if not chunk:
-            continue
+                ask.append(vin)
+        if len(ask) == 1:
+            out[ask[0]] = self._ask(ask[0])
+        elif ask:
+            out.update(zip(ask, self._pool.map(self._ask, ask), strict=True))
+        return out
+
+
+class _Stopped(Exception):
+    """The import is being abandoned (another lane failed)."""
+
+
+class _Batcher:
+    """Signs and sends one stream of lines in batches, each batch once the one before
+    it is committed: what a whole import was before lanes, now one lane's work."""
+
+    def __init__(
+        self,
+        client: Client,
+        key: SigningKey,
+        heads: _Heads,
+        *,
+        batch: int,
+        progress: Callable[[int], None],
+        stop: threading.Event,
+    ) -> None:
+        self.client = client
+        self.key = key
+        self.batch = batch
+        self.progress = progress
+        self.stop = stop
+        self.sources = heads
+        self.heads: dict[str, str | None] = {}
+        self.seen: set[str] = set()
+        self.pending: list[_Line] = []  # lines to retry first, then new lines in order
+        self.committed = 0
+        self.already = 0
+        self.refused: list[dict[str, Any]] = []
+
+    def add(self, lines: Iterable[_Line]) -> None:
+        self.pending.extend(lines)
+        while len(self.pending) >= self.batch:
+            self._send_next()
+
+    def drain(self) -> None:
+        while self.pending:
+            self._send_next()
+
+    def _send_next(self) -> None:
+        if self.stop.is_set():
+            raise _Stopped
+        chunk = self.pending[: self.batch]
+        del self.pending[: self.batch]
+        self.pending[:0] = self._send(chunk)
+        self.progress(len(chunk))
+
+    def _read_heads(self, chunk: Sequence[_Line]) -> None:
+        missing = [v for v in dict.fromkeys(map(_vin_of, chunk)) if v and v not in self.heads]
+        if not missing:
+            return
+        first = [v for v in missing if v not in self.seen]
+        again = [v for v in missing if v in self.seen]
+        self.heads.update(self.sources.fetch(first, again))
+        self.seen.update(first)
+
+    def _send(self, chunk: Sequence[_Line]) -> list[_Line]:
+        """Sign, submit and settle ``chunk``; return the lines to try again."""
+        self._read_heads(chunk)
+        heads = self.heads
         txs: list[tuple[_Line, Transaction]] = []
-        pending_heads = dict(heads)
+        chained: dict[str, str | None] = {}  # the chunk's own records, chained in order
         for line in chunk:
             payload = dict(line.payload)
-            vin = payload.get("vin")
-            if isinstance(vin, str):
-                if vin not in pending_heads:
-                    pending_heads[vin] = heads[vin] = client.head(vin)
-                payload["prev"] = pending_heads[vin]
+            vin = _vin_of(line)
+            if vin is not None:
+                payload["prev"] = chained[vin] if vin in chained else heads[vin]
             try:
-                _, tx = sign_record(client.chain, line.type, payload, [key], nonce=line.nonce)
-            except LedgerError as exc:
-                summary.refused.append(
-                    {"line": line.number, "code": exc.code, "message": exc.message}
+                _, tx = sign_record(
+                    self.client.chain, line.type, payload, [self.key], nonce=line.nonce
                 )
+            except LedgerError as exc:
+                self.refused.append({"line": line.number, "code": exc.code, "message": exc.message})
                 continue
             assert tx is not None
-            if isinstance(vin, str):
-                pending_heads[vin] = tx.id
+            if vin is not None:
+                chained[vin] = tx.id
             txs.append((line, tx))
-        results = client.submit_many([t for _, t in txs], wait=True) if txs else []
+        results = self.client.submit_many([t for _, t in txs], wait=True) if txs else []
+        retry: list[_Line] = []
         for (line, tx), result in zip(txs, results, strict=True):
-            vin = line.payload.get("vin")
+            vin = _vin_of(line)
             code = result.get("code") or result.get("error", {}).get("code")
             if result["status"] == "committed":
-                summary.committed += 1
-                if isinstance(vin, str):
+                self.committed += 1
+                if vin is not None:
                     heads[vin] = tx.id
             elif code == "duplicate_nonce":
-                summary.already += 1
-                if isinstance(vin, str):
+                self.already += 1
+                if vin is not None:
                     heads.pop(vin, None)  # re-read: the earlier import's record is the head
             elif code == "stale_head" and line.tries < 3:
                 line.tries += 1
-                if isinstance(vin, str):
+                if vin is not None:
                     heads.pop(vin, None)
                 retry.append(line)
             else:
                 error = result.get("error", {})
-                summary.refused.append(
+                self.refused.append(
                     {
                         "line": line.number,
                         "code": code,
@@ -365,8 +496,143 @@ def import_file(
                         or f"refused in block {result.get('height')}",
                     }
                 )
+        return retry
+
+
+_Item = list[_Line] | threading.Event | None
+
+
+class _Lane:
+    """A thread feeding one :class:`_Batcher`: lists of lines, an event to set once
+    every line received so far is settled (a barrier), or None (the end)."""
+
+    def __init__(self, batcher: _Batcher, failed: threading.Event, name: str) -> None:
+        self.batcher = batcher
+        self.inbox: queue.Queue[_Item] = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self._failed = failed
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                try:
+                    item = self.inbox.get(timeout=0.2)
+                except queue.Empty:
+                    if self.batcher.stop.is_set():
+                        return
+                    continue
+                if isinstance(item, list):
+                    self.batcher.add(item)
+                    continue
+                self.batcher.drain()
+                if item is None:
+                    return
+                item.set()
+        except _Stopped:
+            return
+        except BaseException as exc:  # handed to the reading thread, which raises it
+            self.error = exc
+            self._failed.set()
+
+
+def import_file(
+    client: Client,
+    key: SigningKey,
+    path: Path,
+    *,
+    batch: int,
+    on_progress: Any = None,
+    in_flight: int = DEFAULT_IN_FLIGHT,
+) -> ImportSummary:
+    """Import ``path`` (see the comment above): at most ``in_flight`` batches at the node."""
+    summary = ImportSummary()
+    lock = threading.Lock()
+
+    def progress(n: int) -> None:
         if on_progress is not None:
-            on_progress(len(chunk))
+            with lock:
+                on_progress(n)
+
+    _ = client.chain  # asked once, before threads share the client
+    pages = min(_MAX_LIST_PAGES, 1 + path.stat().st_size // 1_000_000)
+    heads = _Heads(client, pages=pages)
+    stop, failed = threading.Event(), threading.Event()
+
+    def batcher() -> _Batcher:
+        return _Batcher(client, key, heads, batch=batch, progress=progress, stop=stop)
+
+    lanes = [_Lane(batcher(), failed, f"import-lane-{i}") for i in range(max(1, in_flight))]
+    serial = batcher()  # lines without a VIN, sent from this thread between barriers
+
+    def check() -> None:
+        if failed.is_set():
+            raise next(lane.error for lane in lanes if lane.error is not None)
+
+    def put(lane: _Lane, item: _Item) -> None:
+        while True:
+            check()
+            try:
+                lane.inbox.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def settle(buffers: list[list[_Line]]) -> None:
+        """Send what is buffered and wait until every lane has settled all it got."""
+        marks = []
+        for lane, buffer in zip(lanes, buffers, strict=True):
+            if buffer:
+                put(lane, buffer[:])
+                buffer.clear()
+            mark = threading.Event()
+            put(lane, mark)
+            marks.append(mark)
+        for mark in marks:
+            while not mark.wait(0.2):
+                check()
+
+    try:
+        for lane in lanes:
+            lane.thread.start()
+        buffers: list[list[_Line]] = [[] for _ in lanes]
+        between = False  # sending lines without a VIN, the lanes idle
+        for line in _read_lines(path, summary):
+            vin = _vin_of(line)
+            if vin is None:
+                if not between:
+                    settle(buffers)
+                    between = True
+                serial.add([line])
+                continue
+            if between:
+                serial.drain()
+                between = False
+            i = zlib.crc32(vin.encode()) % len(lanes)
+            buffers[i].append(line)
+            if len(buffers[i]) >= batch:
+                put(lanes[i], buffers[i])
+                buffers[i] = []
+        serial.drain()
+        for lane, buffer in zip(lanes, buffers, strict=True):
+            if buffer:
+                put(lane, buffer)
+            put(lane, None)
+        for lane in lanes:
+            while lane.thread.is_alive():
+                check()
+                lane.thread.join(0.2)
+        check()
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        heads.close()
+    for b in [serial, *(lane.batcher for lane in lanes)]:
+        summary.committed += b.committed
+        summary.already += b.already
+        summary.refused.extend(b.refused)
+    summary.refused.sort(key=lambda r: int(r["line"]))
     return summary
 
 
@@ -377,6 +643,13 @@ def import_cmd(
     key: KeyOpt,
     node: NodeOpt = DEFAULT_NODE,
     batch: Annotated[int, typer.Option(help="Records per request.")] = 500,
+    in_flight: Annotated[
+        int,
+        typer.Option(
+            help="Batches at the node at once, never two with the same VIN "
+            "(1: each batch after the one before, in file order)."
+        ),
+    ] = DEFAULT_IN_FLIGHT,
     passphrase_file: PassOpt = None,
     unencrypted_key: NoEncOpt = False,
     as_json: JsonOpt = False,
@@ -386,6 +659,8 @@ def import_cmd(
         raise InvalidInput("file_missing", f"There is no file {file}.")
     if not 1 <= batch <= 1000:
         raise InvalidInput("invalid_batch", "batch is between 1 and 1000.")
+    if not 1 <= in_flight <= 32:
+        raise InvalidInput("invalid_in_flight", "in-flight is between 1 and 32.")
     signer = _key(key, passphrase_file, unencrypted_key)
     total = sum(1 for line in file.open("rb") if line.strip())
     with (
@@ -402,7 +677,12 @@ def import_cmd(
     ):
         task = progress.add_task("import", total=total)
         summary = import_file(
-            client, signer, file, batch=batch, on_progress=lambda n: progress.advance(task, n)
+            client,
+            signer,
+            file,
+            batch=batch,
+            in_flight=in_flight,
+            on_progress=lambda n: progress.advance(task, n),
         )
 
     def human() -> None:

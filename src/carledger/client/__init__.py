@@ -200,6 +200,17 @@ class Client:
         except NotFound:
             return None
 
+    def vehicles(self, *, after: str = "", limit: int = 50) -> dict[str, Any]:
+        """One page of the VINs with records on this chain, in VIN order, after ``after``.
+
+        ``{"vehicles": [{"vin": ..., "records": ..., ...}], "next": VIN or None}``;
+        pass ``next`` as ``after`` for the following page (at most 500 a page).
+        """
+        params: dict[str, Any] = {"limit": limit}
+        if after:
+            params["after"] = after
+        return dict(self._json("GET", "/v1/vehicles", params=params))
+
     def history(self, vin: str, *, page: int = 200) -> Iterator[dict[str, Any]]:
         after = -1
         while True:
