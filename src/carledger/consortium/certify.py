@@ -126,6 +126,11 @@ class Certifier:
         claims[validator] = signed
         return True
 
+    def known(self, signed: SignedCheckpoint) -> bool:
+        """Whether exactly this signed checkpoint is recorded (it verified when added)."""
+        claims = self._claims.get(signed.checkpoint.height)
+        return claims is not None and claims.get(signed.signature.validator) == signed
+
     def claims(self, height: int) -> dict[str, SignedCheckpoint]:
         return dict(self._claims.get(height, {}))
 
