@@ -646,8 +646,10 @@ def import_cmd(
     in_flight: Annotated[
         int,
         typer.Option(
-            help="Batches at the node at once, never two with the same VIN "
-            "(1: each batch after the one before, in file order)."
+            help="Batches at the node at once, never two with the same VIN; records of "
+            "different cars may then commit out of file order (1: each batch after the one "
+            "before, in file order, for files where one car's record depends on another's, "
+            "such as a plate freed by one car and taken by the next)."
         ),
     ] = DEFAULT_IN_FLIGHT,
     passphrase_file: PassOpt = None,
