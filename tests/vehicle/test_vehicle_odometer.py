@@ -270,3 +270,55 @@ def test_thresholds_are_exclusive() -> None:
         ["implausible"],
         ["implausible"],  # 2,000,000 is not above the limit, but rose too fast
     ]
+
+
+# Mostly forward in time (the usual case, where the fold flags a new reading alone).
+forward = st.lists(
+    st.one_of(
+        st.tuples(st.just("r"), st.integers(0, 900), st.integers(0, 2_100_000)),
+        st.tuples(st.just("r"), st.integers(0, 40), st.integers(0, 150_000)),
+        st.tuples(st.just("r"), st.integers(0, 40), st.integers(0, 150_000)),
+        exception,
+        void,
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+def _forward_days(evs: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Days as steps from the previous event (readings and exceptions), so most go forward;
+    an exception keeps its own day to go backwards now and then."""
+    day, out = 0, []
+    for ev in evs:
+        if ev[0] == "r":
+            day += ev[1]
+            out.append(("r", day, ev[2]))
+        else:
+            out.append(ev)
+    return out
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(forward.map(_forward_days), events))
+def test_the_latest_reading_is_flagged_as_the_whole_series_would_be(
+    evs: list[tuple[Any, ...]],
+) -> None:
+    """fold's constant-time path (odometer.append_flagged) gives, record by record, the
+    very state (same canonical bytes) that re-flagging the whole series gives."""
+    import carledger.vehicle.fold as fold_module
+    from carledger.vehicle.odometer import flag_series
+
+    records = _records(evs)
+    fast = slow = None
+    original = fold_module.append_flagged
+    for r in records:
+        fast = fold(VIN, fast, r)
+        fold_module.append_flagged = lambda *args: None  # type: ignore[assignment]
+        try:
+            slow = fold(VIN, slow, r)
+        finally:
+            fold_module.append_flagged = original
+        assert canonical.encode(fast) == canonical.encode(slow)
+        odo = fast["odometer"]
+        assert odo["readings"] == flag_series(odo["readings"], odo["exceptions"])

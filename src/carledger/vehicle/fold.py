@@ -41,7 +41,7 @@ from carledger.errors import VerificationFailure
 from carledger.vehicle import queries
 from carledger.vehicle.clock import seconds
 from carledger.vehicle.inspection_form import derive
-from carledger.vehicle.odometer import flag_series, insert_sorted
+from carledger.vehicle.odometer import append_flagged, flag_series, insert_sorted
 
 __all__ = [
     "ABSENCE_SECONDS",
@@ -304,8 +304,11 @@ def _replace_last_open(s: State, key: str, field: str, value: Entry) -> None:
 
 def _add_reading(s: State, reading: Entry) -> None:
     odo = s["odometer"]
-    readings = insert_sorted(odo["readings"], reading)
-    s["odometer"] = {**odo, "readings": flag_series(readings, odo["exceptions"])}
+    # Usually the latest reading: flagged alone (see append_flagged); else the series.
+    readings = append_flagged(odo["readings"], odo["exceptions"], reading)
+    if readings is None:
+        readings = flag_series(insert_sorted(odo["readings"], reading), odo["exceptions"])
+    s["odometer"] = {**odo, "readings": readings}
 
 
 def _register(s: State, r: Record) -> None:

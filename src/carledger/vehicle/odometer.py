@@ -33,6 +33,7 @@ __all__ = [
     "GAP_DAYS",
     "MAX_KM_PER_DAY",
     "MAX_PLAUSIBLE_KM",
+    "append_flagged",
     "flag_series",
     "insert_sorted",
     "trailing_gap_days",
@@ -99,6 +100,57 @@ def flag_series(
     for reading, flags in zip(readings, _flags(readings, exceptions), strict=True):
         out.append(reading if reading["flags"] == flags else {**reading, "flags": flags})
     return out
+
+
+def append_flagged(
+    readings: Sequence[dict[str, Any]],
+    exceptions: Sequence[dict[str, Any]],
+    reading: dict[str, Any],
+) -> list[dict[str, Any]] | None:
+    """``flag_series(insert_sorted(readings, reading), exceptions)`` in constant time when
+    ``reading`` (not void) comes after every reading and exception; None otherwise.
+
+    Precondition, besides :func:`flag_series`'s: ``readings`` carry the flags
+    :func:`flag_series` gives them (every state the fold builds does: it recomputes
+    them whenever the series changes). A reading's flags depend only on the events
+    before it, so those of the earlier readings stay, and the state at the end of the
+    series is read off them: the last good reading is the last event that set it (an
+    exception, or a reading flagged neither ``rollback`` nor ``implausible``), and the
+    previous date is that of the last non-void reading. A new reading usually is the
+    latest, so each record no longer re-flags the car's whole history.
+    ``tests/vehicle/test_vehicle_odometer.py`` checks it against the full recompute.
+    """
+    if reading.get("void"):
+        return None
+    key = (reading["on"], reading["n"], 0)
+    last_reading: dict[str, Any] | None = None
+    good: tuple[tuple[str, int, int], int, str] | None = None  # (event key, km, on)
+    for r in reversed(readings):  # sorted: the first one looked at is the latest
+        if (r["on"], r["n"], 0) >= key:
+            return None
+        if r.get("void"):
+            continue
+        if last_reading is None:
+            last_reading = r
+        if "rollback" not in r["flags"] and "implausible" not in r["flags"]:
+            good = ((r["on"], r["n"], 0), r["km"], r["on"])
+            break
+    for e in exceptions:  # few; not assumed sorted here
+        if (e["on"], e["n"], 1) >= key:
+            return None
+        if not e.get("void") and (good is None or (e["on"], e["n"], 1) > good[0]):
+            good = ((e["on"], e["n"], 1), e["new"], e["on"])
+    on, km = reading["on"], reading["km"]
+    flags: list[str] = []
+    if km > MAX_PLAUSIBLE_KM:
+        flags.append("implausible")
+    elif good is not None and km < good[1]:
+        flags.append("rollback")
+    elif good is not None and km - good[1] > MAX_KM_PER_DAY * max(1, days_between(good[2], on)):
+        flags.append("implausible")
+    if last_reading is not None and days_between(last_reading["on"], on) > GAP_DAYS:
+        flags.append("gap")
+    return [*readings, reading if reading["flags"] == flags else {**reading, "flags": flags}]
 
 
 def trailing_gap_days(readings: Sequence[dict[str, Any]], as_of_date: str) -> int | None:
