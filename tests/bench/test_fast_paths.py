@@ -164,3 +164,83 @@ def test_decode_canonical_accepts_only_what_strict_decoding_accepts(
             assert strict == ("ok", fast)
         elif strict[0] == "ok" and strict[1] is not None and not any(b >= 0xF0 for b in candidate):
             raise AssertionError(f"canonical bytes refused by the fast path: {candidate!r}")
+
+
+@settings(max_examples=2000)
+@given(_values)
+def test_encode_matches_the_general_path(value: Any) -> None:
+    """``encode``'s orjson-first path (strict integers, then a check by exact type) gives
+    what the general path, every value's path before it, gives: bytes or error code."""
+    assert _outcome(canonical.encode, value) == _outcome(canonical._encode_general, value)
+    for wrapped in ([value], {"k": value}, {"\U0001f602": value, "a": [value, 1]}):
+        assert _outcome(canonical.encode, wrapped) == _outcome(canonical._encode_general, wrapped)
+
+
+def test_encode_depth_and_integer_limits_match_the_general_path() -> None:
+    for depth in range(60, 70):
+        for leaf in ("x", 1, [], {}, [1], None, SAFE + 1, -SAFE - 1, SAFE, 1.0, (1,)):
+            value = _nest(depth, leaf)
+            assert _outcome(canonical.encode, value) == _outcome(
+                canonical._encode_general, value
+            ), (depth, leaf)
+
+
+def reference_plain_within(value: Any, max_depth: int, depth: int = 0) -> bool:
+    """``canonical._plain_within`` as it was: integers range-checked in the walk."""
+    kind = type(value)
+    if kind is dict or kind is list:
+        if depth >= max_depth:
+            return False
+        for v in value.values() if kind is dict else value:
+            t = type(v)
+            if t is str or t is bool or v is None:
+                continue
+            if t is int:
+                if not -SAFE <= v <= SAFE:
+                    return False
+                continue
+            if not reference_plain_within(v, max_depth, depth + 1):
+                return False
+        return True
+    if kind is int:
+        return bool(-SAFE <= value <= SAFE)
+    return kind is str or kind is bool or value is None
+
+
+def reference_decode_canonical(data: bytes, max_depth: int = canonical.MAX_DEPTH) -> Any:
+    """``canonical.decode_canonical`` as it was (regular expression, walk, plain orjson)."""
+    import re
+
+    import orjson
+
+    if re.search(rb"[\xf0-\xf4]", data) is not None:
+        return None
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    if not reference_plain_within(value, max_depth):
+        return None
+    try:
+        encoded = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return None
+    return value if encoded == data else None
+
+
+@settings(max_examples=1500)
+@given(_values, st.integers(0, 40), st.integers(0, 255), st.integers(1, 5))
+def test_decode_canonical_matches_the_reference(
+    value: Any, at: int, byte: int, max_depth: int
+) -> None:
+    try:
+        data = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        raw = data.encode("utf-8")
+    except (TypeError, ValueError, UnicodeEncodeError):
+        return
+    for candidate in (raw, raw[:at] + bytes([byte]) + raw[at + 1 :], b"9007199254740992"):
+        for depth in (max_depth, canonical.MAX_DEPTH):
+            got = canonical.decode_canonical(candidate, max_depth=depth)
+            want = reference_decode_canonical(candidate, depth)
+            assert (got is None) == (want is None)
+            assert got == want

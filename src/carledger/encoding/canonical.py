@@ -42,6 +42,8 @@ __all__ = [
 MAX_SAFE_INTEGER = 2**53 - 1
 MAX_DEPTH = 16
 
+_STRICT_SORTED = 0 if _orjson is None else _orjson.OPT_SORT_KEYS | _orjson.OPT_STRICT_INTEGER
+
 _dumps = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
 ).encode
@@ -53,7 +55,29 @@ def encode(value: Any) -> bytes:
     Raises :class:`InvalidInput`: ``invalid_string`` for a lone surrogate,
     ``not_canonicalizable`` for other values JSON cannot carry exactly (NaN,
     infinities, integers beyond 2**53).
+
+    Objects and arrays (a vehicle's state, every record) first try orjson with
+    ``OPT_STRICT_INTEGER`` (it refuses integers beyond 2**53 - 1 itself), then
+    :func:`_plain_tree` checks by exact type that nothing else was in them (keys
+    outside the Basic Multilingual Plane show in the bytes); anything it does not
+    admit takes :func:`_encode_general`, the path every value took before
+    (``tests/bench/test_fast_paths.py`` keeps the two in step).
     """
+    kind = type(value)
+    if (kind is dict or kind is list) and _orjson is not None:
+        try:
+            data = _orjson.dumps(value, option=_STRICT_SORTED)
+        except _orjson.JSONEncodeError:
+            pass  # a big integer, a lone surrogate, a subclass key...: the general path says
+        else:
+            if not _has_astral(data) and _plain_tree(value):
+                return data
+    return _encode_general(value)
+
+
+def _encode_general(value: Any) -> bytes:
+    """:func:`encode` for any value: the fast check by walk, then orjson or the C encoder,
+    else the ``rfc8785`` package."""
     if _is_fast(value, 0):
         if _orjson is not None:
             try:
@@ -72,6 +96,42 @@ def encode(value: Any) -> bytes:
         raise InvalidInput(
             "not_canonicalizable", f"The value cannot be encoded as canonical JSON: {exc}"
         ) from exc
+
+
+def _plain_tree(value: Any, depth: int = 0) -> bool:
+    """For ``value``, an exact dict or list that orjson encoded with strict integers into
+    bytes without characters beyond the Basic Multilingual Plane: whether
+    :func:`_is_fast` holds, i.e. orjson's bytes are RFC 8785's.
+
+    Containers and leaves must be of the exact types ``dict``, ``list``, ``str``,
+    ``int``, ``bool`` and ``None`` (subclasses, floats, tuples and the like answer
+    False: the general path handles them as before), non-empty containers no deeper
+    than 63. Neither keys nor integers need a look here: orjson took the keys as
+    strings and refused integers beyond 2**53 - 1, and the caller found no astral
+    character in its output.
+    """
+    if depth >= 64:
+        return not value
+    for v in value.values() if type(value) is dict else value:
+        t = type(v)
+        if t in _LEAF_TYPES:
+            continue
+        if (t is dict or t is list) and _plain_tree(v, depth + 1):
+            continue
+        return False
+    return True
+
+
+_LEAF_TYPES = frozenset({str, int, bool, type(None)})
+
+
+def _has_astral(data: bytes) -> bool:
+    """Whether UTF-8 ``data`` holds a character beyond the Basic Multilingual Plane
+    (a lead byte F0-F4; five ``memchr`` scans, far faster than a regular expression)."""
+    return any(lead in data for lead in _ASTRAL_LEADS)
+
+
+_ASTRAL_LEADS = (b"\xf0", b"\xf1", b"\xf2", b"\xf3", b"\xf4")
 
 
 def _is_fast(value: Any, depth: int) -> bool:
@@ -133,7 +193,7 @@ def decode_canonical(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any | None:
     Bytes with characters beyond the Basic Multilingual Plane always take that way,
     and so does the document ``null`` (its value is None).
     """
-    if _orjson is None or _ASTRAL.search(data) is not None:
+    if _orjson is None or _has_astral(data):
         return None
     try:
         value = _orjson.loads(data)
@@ -142,36 +202,31 @@ def decode_canonical(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any | None:
     if not _plain_within(value, max_depth):
         return None
     try:
-        encoded = _orjson.dumps(value, option=_orjson.OPT_SORT_KEYS)
+        encoded = _orjson.dumps(value, option=_STRICT_SORTED)
     except _orjson.JSONEncodeError:
-        return None
+        return None  # an integer beyond 2**53 - 1, among others
     return value if encoded == data else None
 
 
-# The lead byte of a 4-byte UTF-8 sequence: a character outside the BMP.
-_ASTRAL = re.compile(rb"[\xf0-\xf4]")
-
-
 def _plain_within(value: Any, max_depth: int, depth: int = 0) -> bool:
-    """Whether orjson's parse of a document is plain JSON of at most ``max_depth`` levels."""
+    """Whether orjson's parse of a document is plain JSON of at most ``max_depth`` levels.
+
+    Integers are not range-checked here: the caller re-encodes with orjson's strict
+    integers, which refuses those beyond 2**53 - 1.
+    """
     kind = type(value)
     if kind is dict or kind is list:
         if depth >= max_depth:
             return False
         for v in value.values() if kind is dict else value:
             t = type(v)
-            if t is str or t is bool or v is None:
+            if t in _LEAF_TYPES:
                 continue
-            if t is int:
-                if not -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
-                    return False
+            if (t is dict or t is list) and _plain_within(v, max_depth, depth + 1):
                 continue
-            if not _plain_within(v, max_depth, depth + 1):
-                return False
+            return False
         return True
-    if kind is int:
-        return bool(-MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
-    return kind is str or kind is bool or value is None
+    return kind in _LEAF_TYPES
 
 
 def _no_float(text: str) -> Any:
