@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -102,4 +103,48 @@ def test_state_prefix_and_vin_pages(tmp_path: Path) -> None:
     assert [k for k, _ in page] == ["listing/m/005", "listing/m/006", "listing/m/007"]
     assert [t.seq for t in store.txs_of_vin("VIN1")] == [0, 2, 4]
     assert [t.seq for t in store.txs_of_vin("VIN1", after_seq=0, limit=1)] == [2]
+    store.close()
+
+
+def _steps(conn: sqlite3.Connection, run: Callable[[], object]) -> int:
+    """How many SQLite virtual-machine steps (in units of 100) ``run`` takes on ``conn``."""
+    count = [0]
+
+    def tick() -> int:
+        count[0] += 1
+        return 0
+
+    conn.set_progress_handler(tick, 100)
+    try:
+        run()
+    finally:
+        conn.set_progress_handler(None, 0)
+    return count[0]
+
+
+def test_batched_replay_lookups_do_not_grow_with_the_chain(tmp_path: Path) -> None:
+    """``used_nonces`` and ``committed_ids`` search an index per key: a batch costs the
+    same at 2,000 and at 60,000 stored nonces (a table scan per request would not)."""
+    store = SQLiteStore.open(tmp_path / "a.db")
+    signer = "ab" * 32
+    costs = []
+    stored = 0
+    for total in (2_000, 60_000):
+        with store.write_block() as w:
+            w.insert_nonces((signer, f"n-{i}") for i in range(stored, total))
+        stored = total
+        asked = [(signer, f"n-{i}") for i in range(0, 400, 2)] + [
+            (signer, f"new-{i}") for i in range(50)
+        ]
+        assert store.used_nonces(asked) == set(asked[:200])
+        conn = store._c()
+        costs.append(
+            (
+                _steps(conn, lambda a=asked: store.used_nonces(a)),
+                _steps(conn, lambda: store.committed_ids(["cd" * 32] * 250)),
+            )
+        )
+    (nonces_small, ids_small), (nonces_big, ids_big) = costs
+    assert nonces_big <= 2 * nonces_small + 5, costs
+    assert ids_big <= 2 * ids_small + 5, costs
     store.close()

@@ -156,8 +156,12 @@ class _Reads:
         for i in range(0, len(keys), _IN_CHUNK):
             chunk = keys[i : i + _IN_CHUNK]
             marks = ",".join(["(?, ?)"] * len(chunk))
+            # A join from the constant rows, so each is one primary-key search: SQLite
+            # answers ``(signer, nonce) IN (VALUES ...)`` by scanning the whole table
+            # (38 ms a request at 300,000 nonces, growing with the chain).
             rows = conn.execute(
-                f"SELECT signer, nonce FROM nonces WHERE (signer, nonce) IN (VALUES {marks})",  # noqa: S608 (placeholders only)
+                f"SELECT n.signer, n.nonce FROM (VALUES {marks}) AS v "  # noqa: S608 (placeholders only)
+                "CROSS JOIN nonces AS n ON n.signer = v.column1 AND n.nonce = v.column2",
                 [v for pair in chunk for v in pair],
             )
             found.update((_blob(k), str(n)) for k, n in rows)
