@@ -104,6 +104,8 @@ def _check_shape(vin: str, field: str) -> None:
 def _check_ascii(text: str, field: str) -> None:
     # Checked before anything else: str.upper() turns some look-alikes into real VIN
     # letters ('ſ' -> 'S', 'ﬀ' -> 'FF'); a VIN typed with them is refused, never mapped.
+    if text.isascii():
+        return
     bad = sorted({c for c in text if not c.isascii()})
     if bad:
         raise InvalidInput(
