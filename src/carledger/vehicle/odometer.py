@@ -36,6 +36,7 @@ __all__ = [
     "append_flagged",
     "flag_series",
     "insert_sorted",
+    "reading_flags",
     "trailing_gap_days",
 ]
 
@@ -73,19 +74,28 @@ def _flags(
             good = (exceptions[index]["new"], on)
             continue
         km = readings[index]["km"]
-        out = flags[index]
-        if km > MAX_PLAUSIBLE_KM:
-            out.append("implausible")
-        elif good is not None and km < good[0]:
-            out.append("rollback")
-        elif good is not None and km - good[0] > MAX_KM_PER_DAY * max(1, days_between(good[1], on)):
-            out.append("implausible")
-        else:
+        flags[index] = found = reading_flags(km, on, good, previous_on)
+        if "rollback" not in found and "implausible" not in found:
             good = (km, on)
-        if previous_on is not None and days_between(previous_on, on) > GAP_DAYS:
-            out.append("gap")
         previous_on = on
     return flags
+
+
+def reading_flags(
+    km: int, on: str, good: tuple[int, str] | None, previous_on: str | None
+) -> list[str]:
+    """The flags of a reading of ``km`` on ``on``, after the last good reading or
+    exception ``good`` (km, date) and the previous non-void reading's date."""
+    out: list[str] = []
+    if km > MAX_PLAUSIBLE_KM:
+        out.append("implausible")
+    elif good is not None and km < good[0]:
+        out.append("rollback")
+    elif good is not None and km - good[0] > MAX_KM_PER_DAY * max(1, days_between(good[1], on)):
+        out.append("implausible")
+    if previous_on is not None and days_between(previous_on, on) > GAP_DAYS:
+        out.append("gap")
+    return out
 
 
 def flag_series(
@@ -140,16 +150,12 @@ def append_flagged(
             return None
         if not e.get("void") and (good is None or (e["on"], e["n"], 1) > good[0]):
             good = ((e["on"], e["n"], 1), e["new"], e["on"])
-    on, km = reading["on"], reading["km"]
-    flags: list[str] = []
-    if km > MAX_PLAUSIBLE_KM:
-        flags.append("implausible")
-    elif good is not None and km < good[1]:
-        flags.append("rollback")
-    elif good is not None and km - good[1] > MAX_KM_PER_DAY * max(1, days_between(good[2], on)):
-        flags.append("implausible")
-    if last_reading is not None and days_between(last_reading["on"], on) > GAP_DAYS:
-        flags.append("gap")
+    flags = reading_flags(
+        reading["km"],
+        reading["on"],
+        None if good is None else (good[1], good[2]),
+        None if last_reading is None else last_reading["on"],
+    )
     return [*readings, reading if reading["flags"] == flags else {**reading, "flags": flags}]
 
 
