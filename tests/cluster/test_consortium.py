@@ -77,6 +77,13 @@ def test_writes_through_every_node(consortium: Make) -> None:
     )
     assert cert["quorum"] == 3
     assert {s["validator"] for s in cert["signatures"]} == {f"node-{i}" for i in ALL}
+    # Operators see how long etcd takes, by operation: every node wrote (kv/txn) and read.
+    for i in ALL:
+        for op in ("kv/txn", "kv/range"):
+            count = metric(
+                cluster.node_url(i), f'carledger_etcd_request_seconds_count{{op="{op}"}}'
+            )
+            assert count is not None and count > 0, (i, op)
     first = committed[0]["height"]
     raw = httpx.get(f"{cluster.node_url(2)}/v1/blocks/{first}/transactions").json()
     assert tx_id(raw["transactions"][0]) == committed[0]["id"]

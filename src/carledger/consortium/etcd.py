@@ -34,7 +34,8 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -229,6 +230,9 @@ class EtcdClient:
         self._closed = False
         #: Counts switches to another member (exported as a metric by the caller).
         self.failovers = 0
+        #: Called with (path, seconds) after each unary call a member answered, refusals
+        #: included (the caller exports it as a histogram by operation).
+        self.observe: Callable[[str, float], None] | None = None
 
     def _new_http(self) -> httpx.Client:
         verify: Any = self._tls.verify() if self._tls else True
@@ -266,10 +270,13 @@ class EtcdClient:
         for _ in range(len(self.endpoints)):
             index = self._current
             url = f"{self.endpoints[index]}/v3/{path}"
+            started = time.perf_counter()
             try:
                 response = self._http.post(
                     url, content=json.dumps(body), timeout=timeout or self.timeout
                 )
+                if self.observe is not None:
+                    self.observe(path, time.perf_counter() - started)
             except httpx.HTTPError as exc:
                 if self._closed:
                     raise EtcdUnavailable("etcd_closed", "The etcd client is closed.") from exc

@@ -1,10 +1,11 @@
-"""Prometheus metrics of consortium ordering (leadership, certification, etcd health)."""
+"""Prometheus metrics of consortium ordering (leadership, certification, etcd health and
+latency)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = ["OrderingMetrics"]
 
@@ -49,9 +50,20 @@ class OrderingMetrics:
             ["validator"],
             registry=registry,
         )
+        self.etcd_seconds = Histogram(
+            "carledger_etcd_request_seconds",
+            "Duration of etcd requests a member answered, by operation (kv/txn, kv/range, ...)",
+            ["op"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=registry,
+        )
         self.refused_blocks = Counter(
             "carledger_catchup_refused_blocks",
             "Blocks a peer served for catch-up that failed their certificate check, by peer",
             ["peer"],
             registry=registry,
         )
+
+    def observe_etcd(self, op: str, seconds: float) -> None:
+        """An :attr:`carledger.consortium.etcd.EtcdClient.observe` hook."""
+        self.etcd_seconds.labels(op).observe(seconds)

@@ -116,6 +116,7 @@ class EtcdOrdering:
         self.keys = ChainKeys.for_chain(ledger.chain_id, self.settings.prefix)
         self.validator = ledger.identity.validator if ledger.identity else None
         self.metrics = OrderingMetrics(node.metrics.registry)
+        self.client.observe = self.metrics.observe_etcd
         books = self.checkpoints
         books.history.record(ledger.height, ledger.validator_keys())
         books.certifier.own(ledger.head.checkpoint())
