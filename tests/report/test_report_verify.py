@@ -546,3 +546,27 @@ def test_any_byte_changed_in_a_record_is_refused(
     records[i] = rec
     error = failure({**report, "records": records}, chain.genesis)
     assert error.code in {"report_malformed", "record_signature_invalid"}, error.message
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "code", "pattern"),
+    [
+        (_alter_structure, _alter_signature, "report_malformed", r"records\[2\] is not a trans"),
+        (_alter_signature, _drop(6), "record_signature_invalid", r"records\[3\] .*altered"),
+    ],
+    ids=["malformed_before_bad_signature", "bad_signature_before_broken_chain"],
+)
+def test_the_first_fault_in_record_order_is_reported(
+    chain: DemoChain,
+    first: Callable[[Report, DemoChain], Report],
+    second: Callable[[Report, DemoChain], Report],
+    code: str,
+    pattern: str,
+) -> None:
+    """Signatures are verified for all records at once, yet the fault reported is the one
+    a record-by-record check meets first (a malformed record 2 before a bad signature on
+    record 3; a bad signature on record 3 before a gap at record 6)."""
+    report = second(first(chain.report(chain.longest()), chain), chain)
+    error = failure(report, chain.genesis)
+    assert error.code == code, error.message
+    assert re.search(pattern, error.message), error.message
