@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from carledger.errors import LedgerError, NotFound
 from carledger.ledger.block import CheckpointSignature, Proposal, RawTx
+from carledger.ledger.executor import map_in_parts
 from carledger.ledger.ledger import CommittedBlock
 from carledger.ledger.tx import Transaction
 
@@ -225,17 +226,12 @@ class Applier:
                 return tx, not tx.bad_signers(), False
             return tx, not tx.bad_signers(), True
 
-        def check_all(part: Sequence[RawTx]) -> list[tuple[Transaction, bool, bool] | None]:
-            return [check(t) for t in part]
-
         if len(todo) > 64:
-            # A few large parts: a thread pool takes no chunk size, and a future per
-            # transaction cost a tenth of a consortium node's time.
+            # Four parts: a future per transaction cost a tenth of a consortium node.
             size = max(32, -(-len(todo) // 4))
-            parts = [todo[i : i + size] for i in range(0, len(todo), size)]
-            results = [r for part in self._verify_pool.map(check_all, parts) for r in part]
+            results = map_in_parts(self._verify_pool, check, todo, size)
         else:
-            results = check_all(todo)
+            results = [check(t) for t in todo]
         for r in results:
             if r is None:
                 continue

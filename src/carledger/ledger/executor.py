@@ -26,6 +26,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from carledger.errors import Conflict, InvalidInput, LedgerError, VerificationFailure
 from carledger.ledger.block import OK, RawTx
@@ -34,9 +35,12 @@ from carledger.ledger.membership import resolve_signer
 from carledger.ledger.state import Overlay, StateReader
 from carledger.ledger.tx import Transaction
 
-__all__ = ["ExecutionResult", "Executor", "TxResult", "verify_parallel"]
+__all__ = ["ExecutionResult", "Executor", "TxResult", "map_in_parts", "verify_parallel"]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 #: Below this many signatures a thread pool costs more than it saves.
 PARALLEL_VERIFY_MIN = 64
@@ -63,12 +67,23 @@ def verify_parallel(
     if len(txs) < max(2, min_parallel):
         return [not tx.bad_signers() for tx in txs]
     chunk = max(min(16, len(txs) // 2), len(txs) // 8)
-    parts = [txs[i : i + chunk] for i in range(0, len(txs), chunk)]
+    return map_in_parts(_verify_pool(), lambda tx: not tx.bad_signers(), txs, chunk)
 
-    def check(part: Sequence[Transaction]) -> list[bool]:
-        return [not tx.bad_signers() for tx in part]
 
-    return [ok for results in _verify_pool().map(check, parts) for ok in results]
+def map_in_parts(
+    pool: ThreadPoolExecutor, fn: Callable[[_T], _R], items: Sequence[_T], size: int
+) -> list[_R]:
+    """``[fn(x) for x in items]``, computed in parts of ``size`` items on ``pool``.
+
+    One task per part, not per item: a thread pool ignores ``map``'s ``chunksize``, and
+    a future per item costs more than a signature check.
+    """
+    parts = [items[i : i + size] for i in range(0, len(items), size)]
+
+    def run(part: Sequence[_T]) -> list[_R]:
+        return [fn(x) for x in part]
+
+    return [r for results in pool.map(run, parts) for r in results]
 
 
 @dataclass(frozen=True, slots=True)
