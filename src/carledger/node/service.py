@@ -149,14 +149,12 @@ class _Waiter:
 
     def fire(self, result: tuple[int, int, str, int, str]) -> None:
         """Record the outcome (caller holds the node's lock)."""
-        if self.result is None:
-            self.batch.left -= 1
-            if self.batch.left == 0:
-                self.batch.event.set()
+        self.drop()
         self.result = result
 
     def drop(self) -> None:
-        """No outcome will come for this one (caller holds the node's lock)."""
+        """Count this one done, once, whether an outcome came or none will (caller holds
+        the node's lock)."""
         if self.result is None:
             self.batch.left -= 1
             if self.batch.left == 0:
