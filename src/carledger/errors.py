@@ -78,6 +78,17 @@ class LedgerError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code!r}, {self.message!r})"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (the submission check workers): rebuilt from
+        # code, message and detail, not from ``Exception.args`` (the message alone).
+        return (_rebuild, (type(self), self.code, self.message, self.detail))
+
+
+def _rebuild(
+    cls: type[LedgerError], code: str, message: str, detail: dict[str, Any]
+) -> LedgerError:
+    return cls(code, message, **detail)
+
 
 class InvalidInput(LedgerError):
     category = "invalid_input"

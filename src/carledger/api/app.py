@@ -29,16 +29,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from carledger import __version__
 from carledger.api.attachments import install as install_attachments
 from carledger.api.problems import install, problem_response
-from carledger.encoding import canonical
 from carledger.errors import InvalidInput, LedgerError, OrderingError
-from carledger.ledger.tx import Transaction
 from carledger.node import vehicle_views, views
+from carledger.node.prechecks import MAX_BATCH
 from carledger.node.service import Node
 
 __all__ = ["MAX_BATCH", "MAX_REQUEST_BYTES", "create_app"]
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
-MAX_BATCH = 1000
 
 _TX_SCHEMA = {
     "type": "object",
@@ -141,25 +139,16 @@ def create_app(node: Node) -> FastAPI:
         return await run_in_threadpool(_submit, raw, wait, timeout)
 
     def _submit(raw: bytes, wait: bool, timeout: float) -> Response:
-        doc = canonical.decode(raw, max_depth=4)
-        single = isinstance(doc, dict)
-        items = [doc] if single else doc
-        if not isinstance(items, list) or not items:
-            raise InvalidInput(
-                "invalid_request", "Send one transaction object or a non-empty array of them."
+        submission = node.decode_submission(raw)
+        single, txs = submission.single, submission.items
+        outcomes = iter(
+            node.submit(
+                submission.transactions,
+                wait=wait,
+                timeout=timeout,
+                prechecked=submission.checked,
             )
-        if len(items) > MAX_BATCH:
-            raise InvalidInput("batch_too_large", f"At most {MAX_BATCH} transactions a request.")
-        txs: list[Transaction | LedgerError] = []
-        for item in items:
-            try:
-                txs.append(Transaction.from_wire(item))
-            except LedgerError as exc:
-                if single:
-                    raise
-                txs.append(exc)
-        good = [t for t in txs if isinstance(t, Transaction)]
-        outcomes = iter(node.submit(good, wait=wait, timeout=timeout))
+        )
         results: list[dict[str, Any]] = []
         for item in txs:
             if isinstance(item, LedgerError):

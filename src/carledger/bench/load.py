@@ -71,8 +71,10 @@ class NodeProcess:
         return self.popen.pid
 
     def rss_mb(self) -> tuple[float, float]:
-        """(current, peak) resident set size in MiB, from ``/proc``."""
-        return process_rss_mb(self.pid)
+        """(current, peak) resident set size in MiB of the node and its child processes
+        (its submission check workers), from ``/proc``; the peak is the sum of peaks."""
+        figures = [process_rss_mb(pid) for pid in (self.pid, *child_pids(self.pid))]
+        return sum(f[0] for f in figures), sum(f[1] for f in figures)
 
     def stop(self) -> None:
         if self.popen.poll() is None:
@@ -83,6 +85,17 @@ class NodeProcess:
                 self.popen.kill()
                 self.popen.wait(timeout=30)
         self.log.close()
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of ``pid`` (every thread's), from ``/proc``."""
+    children: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children.extend(map(int, (task / "children").read_text().split()))
+    except OSError:
+        pass
+    return children
 
 
 def process_rss_mb(pid: int) -> tuple[float, float]:

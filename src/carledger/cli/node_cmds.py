@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,6 +85,13 @@ def up(
         int, typer.Option(help="...or after this many milliseconds.")
     ] = 50,
     mempool: Annotated[int, typer.Option(help="Pending records before 503.")] = 50_000,
+    check_workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Processes that decode submissions and check their schema and signatures "
+            "(0: in the node's process; default: one per core)."
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error.")] = "info",
     verify_store: Annotated[
         bool,
@@ -113,6 +121,8 @@ def up(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if check_workers is not None and not 0 <= check_workers <= 64:
+        raise InvalidInput("invalid_option", "--check-workers is 0 to 64.")
     if ordering not in ("solo", "etcd"):
         raise InvalidInput(
             "unsupported_ordering", f"Ordering {ordering!r} is unknown; use solo or etcd."
@@ -154,6 +164,10 @@ def up(
         _audit_or_refuse(ledger)
     home.record_head(ledger.head)
     ledger.on_commit(lambda block: home.record_head(block.header))
+    from carledger.chain import registry_for
+    from carledger.node.prechecks import CheckPool
+
+    workers = (os.cpu_count() or 1) if check_workers is None else check_workers
     node = Node(
         ledger,
         NodeSettings(
@@ -163,6 +177,7 @@ def up(
             proposer=ledger.identity.validator if ledger.identity else "solo",
         ),
         ordering=consortium,
+        checks=CheckPool(ledger.genesis, registry_for, workers) if workers else None,
     )
     node.start()
     console.print(

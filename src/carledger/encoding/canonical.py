@@ -208,6 +208,20 @@ def decode_canonical(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any | None:
     return value if encoded == data else None
 
 
+def parse_checked(data: bytes) -> Any:
+    """The value of ``data`` that :func:`decode_canonical` or :func:`decode` accepted before,
+    in another process: parsed again, not checked again (orjson, about 4x cheaper than
+    the check). Where orjson would refuse bytes the strict decoder takes (an escaped
+    lone surrogate), the strict decoder parses them.
+    """
+    if _orjson is not None:
+        try:
+            return _orjson.loads(data)
+        except _orjson.JSONDecodeError:
+            pass
+    return decode(data)
+
+
 def _plain_within(value: Any, max_depth: int, depth: int = 0) -> bool:
     """Whether orjson's parse of a document is plain JSON of at most ``max_depth`` levels.
 

@@ -156,6 +156,27 @@ class Transaction:
         )
 
     @classmethod
+    def from_checked(cls, body: bytes, signatures: Sequence[bytes], tx_id: str) -> Transaction:
+        """A transaction :meth:`from_body` accepted in a submission check worker
+        (:mod:`carledger.node.prechecks`), rebuilt here from what the worker sent back:
+        the body is parsed again, not validated again, and ``tx_id`` is the worker's
+        sha256 of it. Only for bytes that came through :meth:`from_body`.
+        """
+        envelope = canonical.parse_checked(body)
+        return cls(
+            body=body,
+            signatures=tuple(signatures),
+            id=tx_id,
+            chain=envelope["chain"],
+            type=envelope["type"],
+            payload=envelope["payload"],
+            signers=tuple(envelope["signers"]),
+            nonce=envelope["nonce"],
+            created=envelope["created"],
+            _envelope=envelope,
+        )
+
+    @classmethod
     def from_wire(cls, wire: object) -> Transaction:
         """Decode the wire form ``{"body": base64, "signatures": [hex, ...]}``."""
         if not isinstance(wire, Mapping):

@@ -26,11 +26,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from carledger.errors import Conflict, LedgerError, VerificationFailure
 from carledger.ledger.block import Proposal, RawTx, format_time
-from carledger.ledger.executor import verify_parallel
 from carledger.ledger.ledger import CommittedBlock, Ledger
 from carledger.ledger.tx import Transaction
 from carledger.node.events import EventHub
 from carledger.node.mempool import Mempool
+from carledger.node.prechecks import CheckPool, Prechecked, Submission, decode_request, precheck
 from carledger.vehicle.indexes import listing_key, market_key, plate_key, vehicle_key
 
 __all__ = ["Node", "NodeSettings", "Ordering", "Outcome", "SoloOrdering"]
@@ -204,8 +204,11 @@ class Node:
         *,
         ordering: Ordering | None = None,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        checks: CheckPool | None = None,
     ) -> None:
         self.ledger = ledger
+        #: Worker processes for the stateless submission checks (None: in this process).
+        self.checks = checks
         self.settings = settings or NodeSettings()
         self.clock_ms = clock_ms
         self.ordering: Ordering = ordering or SoloOrdering(self.settings)
@@ -232,11 +235,15 @@ class Node:
             # interval (5 ms by default) to run again. 0.5 ms lets commits keep pace
             # (docs/performance.md: about +20% committed records/s, lower latency).
             sys.setswitchinterval(self.settings.gil_switch_interval_s)
+        if self.checks is not None:
+            self.checks.start()
         self.ordering.start(self)
 
     def stop(self) -> None:
         """Stop ordering; in solo mode every acknowledged transaction is committed first."""
         self.ordering.stop()
+        if self.checks is not None:
+            self.checks.stop()
 
     def block_time(self) -> str:
         """The time for the next block: the clock, but never before the head's."""
@@ -265,29 +272,34 @@ class Node:
         if error is not None:
             raise error
 
-    def check_many(self, txs: Sequence[Transaction]) -> list[LedgerError | None]:
+    def decode_submission(self, raw: bytes) -> Submission:
+        """A request body as :func:`decode_request` reads it, with the stateless checks
+        already run when the node has check workers (:class:`CheckPool`)."""
+        if self.checks is None:
+            return decode_request(raw)
+        return self.checks.check(raw, self.ledger.executor)
+
+    def check_many(
+        self, txs: Sequence[Transaction], prechecked: Sequence[Prechecked] | None = None
+    ) -> list[LedgerError | None]:
         """:meth:`check` for many transactions at once: per transaction, None or why not.
 
         The checks and their order are :meth:`check`'s (envelope and schema,
         duplicate, nonce, signatures, membership); the store is asked once for all
-        ids and nonces, and signatures are verified on two threads.
+        ids and nonces, and signatures are verified on two threads. ``prechecked``
+        carries the schema and signature checks of ``txs`` when they ran already
+        (:func:`precheck`, in a check worker).
         """
         ledger = self.ledger
         store = ledger.store
-        errors: list[LedgerError | None] = []
-        for tx in txs:
-            try:
-                ledger.executor._check_static(tx)
-            except LedgerError as exc:
-                errors.append(exc)
-            else:
-                errors.append(None)
+        if prechecked is None:
+            prechecked = precheck(Submission(False, list(txs)), ledger.executor)
+        errors: list[LedgerError | None] = [p.error for p in prechecked]
         todo = [tx for tx, e in zip(txs, errors, strict=True) if e is None]
         known = store.committed_ids([tx.id for tx in todo]) if todo else set()
         used = store.used_nonces([(tx.signers[0], tx.nonce) for tx in todo]) if todo else set()
-        fresh = [tx for tx in todo if tx.id not in known and (tx.signers[0], tx.nonce) not in used]
-        signatures = dict(zip(map(id, fresh), verify_parallel(fresh), strict=True))
-        block_time = self.block_time() if fresh else ""
+        signatures = {id(tx): p.signatures_ok for tx, p in zip(txs, prechecked, strict=True)}
+        block_time = self.block_time() if todo else ""
         for i, tx in enumerate(txs):
             if errors[i] is not None:
                 continue
@@ -318,12 +330,18 @@ class Node:
         return errors
 
     def submit(
-        self, txs: Sequence[Transaction], *, wait: bool = False, timeout: float = 30.0
+        self,
+        txs: Sequence[Transaction],
+        *,
+        wait: bool = False,
+        timeout: float = 30.0,
+        prechecked: Sequence[Prechecked] | None = None,
     ) -> list[Outcome]:
-        """Check and queue ``txs``; with ``wait``, return once each is committed (or timeout)."""
+        """Check and queue ``txs``; with ``wait``, return once each is committed (or timeout).
+        ``prechecked``: as for :meth:`check_many`."""
         outcomes: list[Outcome] = []
         accepted: list[Transaction] = []
-        for tx, exc in zip(txs, self.check_many(txs), strict=True):
+        for tx, exc in zip(txs, self.check_many(txs, prechecked), strict=True):
             if exc is not None:
                 self.metrics.rejected.labels(exc.code).inc()
                 outcomes.append(Outcome(tx.id, "rejected", exc))
