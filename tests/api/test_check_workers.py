@@ -274,3 +274,19 @@ def test_check_workers_option_is_checked(tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     assert "invalid_option" in done.stdout + done.stderr
+
+
+def test_a_stopped_pool_checks_in_the_node(
+    pair: tuple[Node, Node], records: list[Transaction]
+) -> None:
+    """Requests that arrive while the node shuts its workers down are still answered."""
+    _, pooled = pair
+    checks = pooled.checks
+    assert checks is not None
+    checks.stop()
+    body = json.dumps([_wire(t) for t in records[:3]]).encode()
+    submission = checks.check(body, pooled.ledger.executor)
+    assert [t.id for t in submission.transactions] == [t.id for t in records[:3]]
+    assert submission.checked is not None
+    assert [c.signatures_ok for c in submission.checked] == [True] * 3
+    assert checks.worker_pids() == []

@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
@@ -232,22 +232,29 @@ class CheckPool:
     def check(self, raw: bytes, executor: Executor) -> Submission:
         """:func:`decode_request` and :func:`precheck` of ``raw`` in a worker.
 
-        Raises what :func:`decode_request` raises. When the pool is stopped or broken
-        (a worker was killed), the request is checked here with ``executor`` and the
-        pool is replaced for the next one."""
+        Raises what :func:`decode_request` raises. When the pool is stopped (before or
+        during the call) or broken (a worker was killed), the request is checked here
+        with ``executor``; a broken pool is replaced for the next one."""
         with self._lock:
             pool = self._pool
         if pool is None:
             return self._here(raw, executor)
         try:
             result = pool.submit(_check_in_worker, raw).result()
-        except BrokenProcessPool:
+        except BrokenProcessPool:  # before RuntimeError, its base class
             log.warning("a submission check worker died; replacing the pool")
             with self._lock:
                 if self._pool is pool:
                     self._pool = self._new_pool()
                     self.replaced += 1
             pool.shutdown(wait=False, cancel_futures=True)
+            return self._here(raw, executor)
+        except (CancelledError, RuntimeError):
+            # Stopped meanwhile (the node is shutting down): submit() refuses new work
+            # with RuntimeError, shutdown() cancels what waits.
+            with self._lock:
+                if self._pool is pool:
+                    raise
             return self._here(raw, executor)
         if isinstance(result, LedgerError):
             raise result
