@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +66,13 @@ def pair(market: Market, tmp_path: Path) -> Iterator[tuple[Node, Node]]:
             node.ledger.store.close()
 
 
-def _wire(tx: Transaction) -> dict[str, Any]:
-    return tx.to_wire()
+def _batch(txs: list[Transaction]) -> bytes:
+    return json.dumps([t.to_wire() for t in txs]).encode()
+
+
+def _pool(node: Node) -> CheckPool:
+    assert node.checks is not None
+    return node.checks
 
 
 def _signed(market: Market, **fields: Any) -> Transaction:
@@ -83,28 +88,28 @@ def _signed(market: Market, **fields: Any) -> Transaction:
 
 def _requests(market: Market, records: list[Transaction]) -> list[bytes]:
     """Request bodies in order: accepted records, then every kind of refusal."""
-    good = [_wire(t) for t in records[:60]]
-    tampered = dict(_wire(records[60]))
+    good = [t.to_wire() for t in records[:60]]
+    tampered = dict(records[60].to_wire())
     tampered["signatures"] = [bytes(64).hex()]
     envelope = json.loads(records[61].body)
     fields = [f'"{k}":{json.dumps(envelope[k])}' for k in sorted(envelope, reverse=True)]
     reordered = "{" + ",".join(fields) + "}"
     not_canonical = {
         "body": base64.b64encode(reordered.encode()).decode(),
-        "signatures": _wire(records[61])["signatures"],
+        "signatures": records[61].to_wire()["signatures"],
     }
     mixed = [
-        _wire(records[62]),
+        records[62].to_wire(),
         {"body": "***", "signatures": []},
         "not an object",
-        {"signatures": _wire(records[63])["signatures"]},
+        {"signatures": records[63].to_wire()["signatures"]},
         tampered,
         not_canonical,
-        _wire(_signed(market, chain="another-chain")),
-        _wire(_signed(market)),  # schema: an odometer record with no fields
-        _wire(records[0]),  # committed already
-        {**_wire(records[64]), "extra": 1},
-        _wire(records[65]),
+        _signed(market, chain="another-chain").to_wire(),
+        _signed(market).to_wire(),  # schema: an odometer record with no fields
+        records[0].to_wire(),  # committed already
+        {**records[64].to_wire(), "extra": 1},
+        records[65].to_wire(),
     ]
     docs: list[Any] = [good, good[:5], mixed, records[66].to_wire()]
     bodies = [json.dumps(d).encode() for d in docs]
@@ -156,7 +161,7 @@ def test_workers_answer_as_the_node_does(
     bodies = _requests(market, records)
     expected = _answers(inline, bodies)
     got = _answers(pooled, bodies)
-    assert pooled.checks is not None and pooled.checks.worker_pids()
+    assert _pool(pooled).worker_pids()
     for i, (want, have) in enumerate(zip(expected, got, strict=True)):
         assert have == want, f"request {i}"
     # The corpus does reach every path: accepted, refused per item, refused whole.
@@ -193,15 +198,14 @@ def test_checks_run_in_the_workers(
 ) -> None:
     """With the node's own precheck broken, only the pooled node still takes records."""
     inline, pooled = pair
-    body = json.dumps([_wire(t) for t in records[:10]]).encode()
-    assert pooled.checks is not None
-    pooled.checks.check(b"[1]", pooled.ledger.executor)  # the workers are up
+    body = _batch(records[:10])
+    _pool(pooled).check(b"[1]", pooled.ledger.executor)  # the workers are up
 
     def broken(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("precheck ran in the node's process")
+        raise AssertionError("a stateless check ran in the node's process")
 
-    monkeypatch.setattr(prechecks, "precheck", broken)
-    monkeypatch.setattr(service, "precheck", broken)
+    monkeypatch.setattr(prechecks, "static_errors", broken)
+    monkeypatch.setattr(service, "static_errors", broken)
     [(status, doc)] = _answers(pooled, [body])
     assert status == 200
     assert [r["status"] for r in doc["results"]] == ["committed"] * 10
@@ -214,24 +218,17 @@ def test_a_killed_worker_costs_no_request(
     pair: tuple[Node, Node], records: list[Transaction]
 ) -> None:
     _, pooled = pair
-    checks = pooled.checks
-    assert checks is not None
+    checks = _pool(pooled)
     checks.check(b"[1]", pooled.ledger.executor)
     [victim] = checks.worker_pids()
     os.kill(victim, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            os.kill(victim, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    body = json.dumps([_wire(t) for t in records[:10]]).encode()
+    assert _gone([victim], seconds=10)
+    body = _batch(records[:10])
     [(status, doc)] = _answers(pooled, [body])
     assert status == 200
     assert [r["status"] for r in doc["results"]] == ["committed"] * 10
     assert checks.replaced == 1
-    [(status, doc)] = _answers(pooled, [json.dumps([_wire(t) for t in records[10:20]]).encode()])
+    [(status, doc)] = _answers(pooled, [_batch(records[10:20])])
     assert [r["status"] for r in doc["results"]] == ["committed"] * 10
     assert checks.worker_pids() and victim not in checks.worker_pids()
 
@@ -242,6 +239,16 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def _gone(pids: Iterable[int], *, seconds: float) -> bool:
+    """Whether every process of ``pids`` has ended (zombies count as ended) in time."""
+    deadline = time.monotonic() + seconds
+    while any(map(_alive, pids)):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_workers_end_with_a_killed_node(market: Market, tmp_path: Path) -> None:
@@ -256,10 +263,7 @@ def test_workers_end_with_a_killed_node(market: Market, tmp_path: Path) -> None:
         assert len(children) >= 3, children  # two workers and multiprocessing's tracker
         os.kill(node.proc.pid, signal.SIGKILL)
         node.proc.wait(timeout=30)
-        deadline = time.monotonic() + 15
-        while any(map(_alive, children)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not [pid for pid in children if _alive(pid)]
+        assert _gone(children, seconds=15)
     finally:
         node.kill()
 
@@ -281,10 +285,9 @@ def test_a_stopped_pool_checks_in_the_node(
 ) -> None:
     """Requests that arrive while the node shuts its workers down are still answered."""
     _, pooled = pair
-    checks = pooled.checks
-    assert checks is not None
+    checks = _pool(pooled)
     checks.stop()
-    body = json.dumps([_wire(t) for t in records[:3]]).encode()
+    body = _batch(records[:3])
     submission = checks.check(body, pooled.ledger.executor)
     assert [t.id for t in submission.transactions] == [t.id for t in records[:3]]
     assert submission.checked is not None

@@ -23,7 +23,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -35,7 +35,15 @@ from carledger.ledger.executor import Executor, verify_parallel
 from carledger.ledger.genesis import Genesis
 from carledger.ledger.tx import Transaction
 
-__all__ = ["MAX_BATCH", "CheckPool", "Prechecked", "Submission", "decode_request"]
+__all__ = [
+    "MAX_BATCH",
+    "CheckPool",
+    "Prechecked",
+    "Submission",
+    "decode_request",
+    "precheck",
+    "static_errors",
+]
 
 log = logging.getLogger(__name__)
 
@@ -94,19 +102,25 @@ def decode_request(raw: bytes) -> Submission:
     return Submission(single, txs)
 
 
-def precheck(submission: Submission, executor: Executor) -> list[Prechecked]:
-    """The chain, schema and signature checks of ``submission``'s transactions (what
-    :meth:`carledger.node.service.Node.check_many` runs first when they are not done).
-    Signatures are verified only where the schema passed, on two threads."""
-    statics: list[LedgerError | None] = []
-    for tx in submission.transactions:
+def static_errors(txs: Sequence[Transaction], executor: Executor) -> list[LedgerError | None]:
+    """Per transaction, why its chain or payload schema refuses it (None: they pass)."""
+    errors: list[LedgerError | None] = []
+    for tx in txs:
         try:
             executor._check_static(tx)
         except LedgerError as exc:
-            statics.append(exc)
+            errors.append(exc)
         else:
-            statics.append(None)
-    passed = [t for t, e in zip(submission.transactions, statics, strict=True) if e is None]
+            errors.append(None)
+    return errors
+
+
+def precheck(txs: Sequence[Transaction], executor: Executor) -> list[Prechecked]:
+    """The chain, schema and signature checks of ``txs``, for a node that runs the rest
+    (:meth:`carledger.node.service.Node.check_many`). Signatures are verified only
+    where the schema passed, on two threads."""
+    statics = static_errors(txs, executor)
+    passed = [t for t, e in zip(txs, statics, strict=True) if e is None]
     verified = iter(verify_parallel(passed))
     return [Prechecked(e, next(verified) if e is None else False) for e in statics]
 
@@ -148,7 +162,7 @@ def _check_in_worker(raw: bytes) -> LedgerError | tuple[bool, list[_Item]]:
         submission = decode_request(raw)
     except LedgerError as exc:
         return exc
-    checked = iter(precheck(submission, executor))
+    checked = iter(precheck(submission.transactions, executor))
     out: list[_Item] = []
     for item in submission.items:
         if isinstance(item, LedgerError):
@@ -258,20 +272,20 @@ class CheckPool:
             return self._here(raw, executor)
         if isinstance(result, LedgerError):
             raise result
-        single, items = result
-        submission = Submission(single, [], [])
-        assert submission.checked is not None
-        for item in items:
+        single, sent = result
+        items: list[Transaction | LedgerError] = []
+        checked: list[Prechecked] = []
+        for item in sent:
             if isinstance(item, LedgerError):
-                submission.items.append(item)
+                items.append(item)
                 continue
             body, signatures, tx_id, error, signatures_ok = item
-            submission.items.append(Transaction.from_checked(body, signatures, tx_id))
-            submission.checked.append(Prechecked(error, signatures_ok))
-        return submission
+            items.append(Transaction.from_checked(body, signatures, tx_id))
+            checked.append(Prechecked(error, signatures_ok))
+        return Submission(single, items, checked)
 
     @staticmethod
     def _here(raw: bytes, executor: Executor) -> Submission:
         submission = decode_request(raw)
-        submission.checked = precheck(submission, executor)
+        submission.checked = precheck(submission.transactions, executor)
         return submission

@@ -26,11 +26,18 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from carledger.errors import Conflict, LedgerError, VerificationFailure
 from carledger.ledger.block import Proposal, RawTx, format_time
+from carledger.ledger.executor import verify_parallel
 from carledger.ledger.ledger import CommittedBlock, Ledger
 from carledger.ledger.tx import Transaction
 from carledger.node.events import EventHub
 from carledger.node.mempool import Mempool
-from carledger.node.prechecks import CheckPool, Prechecked, Submission, decode_request, precheck
+from carledger.node.prechecks import (
+    CheckPool,
+    Prechecked,
+    Submission,
+    decode_request,
+    static_errors,
+)
 from carledger.vehicle.indexes import listing_key, market_key, plate_key, vehicle_key
 
 __all__ = ["Node", "NodeSettings", "Ordering", "Outcome", "SoloOrdering"]
@@ -293,12 +300,18 @@ class Node:
         ledger = self.ledger
         store = ledger.store
         if prechecked is None:
-            prechecked = precheck(Submission(False, list(txs)), ledger.executor)
-        errors: list[LedgerError | None] = [p.error for p in prechecked]
+            errors = static_errors(txs, ledger.executor)
+        else:
+            errors = [p.error for p in prechecked]
         todo = [tx for tx, e in zip(txs, errors, strict=True) if e is None]
         known = store.committed_ids([tx.id for tx in todo]) if todo else set()
         used = store.used_nonces([(tx.signers[0], tx.nonce) for tx in todo]) if todo else set()
-        signatures = {id(tx): p.signatures_ok for tx, p in zip(txs, prechecked, strict=True)}
+        if prechecked is None:
+            # Here, only what may be queued has its signatures verified.
+            fresh = [t for t in todo if t.id not in known and (t.signers[0], t.nonce) not in used]
+            signatures = dict(zip(map(id, fresh), verify_parallel(fresh), strict=True))
+        else:
+            signatures = {id(tx): p.signatures_ok for tx, p in zip(txs, prechecked, strict=True)}
         block_time = self.block_time() if todo else ""
         for i, tx in enumerate(txs):
             if errors[i] is not None:
