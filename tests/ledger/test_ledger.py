@@ -259,6 +259,23 @@ def test_block_time_may_not_go_back(ledger: Ledger) -> None:
     assert ledger.apply(proposal(2, second=10)).header.height == 2  # equal time is fine
 
 
+def test_a_failing_listener_does_not_undo_a_committed_block(
+    ledger: Ledger, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[int] = []
+
+    def failing(block: CommittedBlock) -> None:
+        raise OSError(28, "No space left on device")
+
+    ledger.on_commit(failing)
+    ledger.on_commit(lambda block: seen.append(block.header.height))
+    block = ledger.apply(proposal(1, enrol(1)))
+    assert codes(block) == ["ok"] and ledger.height == 1
+    assert seen == [1]  # the listeners after the failing one still ran
+    assert "after block 1 was committed, a listener failed" in caplog.text
+    assert ledger.apply(proposal(2)).header.height == 2
+
+
 def test_wrong_height(ledger: Ledger) -> None:
     ledger.apply(proposal(1))
     for height in (1, 3, 100):

@@ -253,6 +253,34 @@ def test_revoked_signers_later_records_refused_earlier_ones_stay(chain: Chain) -
     assert chain.one(chain.enrol(DEALERS, DEALER, "dealers", ["dealer"])) == "member_exists"
 
 
+def test_membership_changes_count_from_the_next_record_of_the_same_block(chain: Chain) -> None:
+    # The executor resolves each signer once a block while its entry is unchanged;
+    # a revocation, an enrolment or a rotation inside the block must still count.
+    new = key("dealer-1-new")
+    results = chain.block(
+        chain.note(DEALER, "not-yet"),
+        chain.enrol(DEALERS, DEALER, "dealers", ["dealer"]),
+        chain.note(DEALER, "first"),
+        chain.note(DEALER, "second"),
+        chain.tx("member.revoke", {"key": DEALER.public_hex, "reason": "left"}, DEALERS),
+        chain.note(DEALER, "revoked"),
+        chain.enrol(DEALERS, new, "dealers", ["dealer"]),
+        chain.note(new, "by-new"),
+        chain.note(new, "by-new-again"),
+    )
+    assert [r.code for r in results] == [
+        "unknown_signer",
+        "ok",
+        "ok",
+        "ok",
+        "ok",
+        "signer_revoked",
+        "ok",
+        "ok",
+        "ok",
+    ]
+
+
 def test_revoke_is_for_the_members_own_org(chain: Chain) -> None:
     chain.one(chain.enrol(DEALERS, DEALER, "dealers", ["dealer"]))
     revoke = chain.tx("member.revoke", {"key": DEALER.public_hex, "reason": "x"}, INSURE)

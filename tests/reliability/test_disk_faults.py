@@ -228,17 +228,53 @@ def test_torn_pages_never_serve_wrong_data(
     report_figures("disk.torn_pages", tried)
 
 
+class _SnapshotReader:
+    """A process holding a read transaction open on ``db`` until it is killed.
+
+    Killed, not closed: the last connection to close would checkpoint the WAL.
+    """
+
+    def __init__(self, db: Path) -> None:
+        code = (
+            "import sqlite3, sys, time\n"
+            "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "c.execute('BEGIN')\n"
+            "c.execute('SELECT count(*) FROM blocks').fetchone()\n"
+            "print('reading', flush=True)\n"
+            "time.sleep(600)\n"
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", code, str(db)], stdout=subprocess.PIPE, text=True
+        )
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "reading"
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
 def test_deleted_wal_after_a_crash_is_refused(
     tmp_path: Path, spawn: Callable[..., Spawned]
 ) -> None:
     chain = make_demo_chain(tmp_path / "node", vehicles=2)
     node = spawn(chain.data, *NODE_ARGS)
     node.wait_serving()
-    writer = Writer(node.url, lambda n: register_tx(chain.network, n), itertools.count(), batch=5)
-    writer.start()
-    wait_for("records to be acknowledged", lambda: len(writer.stats.acked) >= 30)
-    node.kill()
-    writer.join(timeout=30)
+    # A reader that keeps its snapshot (a long query, a backup) holds the node's
+    # checkpoints back: what is committed after it began stays in the WAL alone.
+    reader = _SnapshotReader(chain.home.db_path)
+    try:
+        writer = Writer(
+            node.url, lambda n: register_tx(chain.network, n), itertools.count(), batch=5
+        )
+        writer.start()
+        wait_for("records to be acknowledged", lambda: len(writer.stats.acked) >= 30)
+        node.kill()
+        writer.join(timeout=30)
+    finally:
+        reader.kill()
     wal = chain.data / "ledger.db-wal"
     assert wal.exists() and wal.stat().st_size > 0  # committed blocks live only there
     wal.unlink()

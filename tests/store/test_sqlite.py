@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import shutil
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from carledger.errors import StorageError
-from carledger.store.sqlite import SCHEMA_VERSION, SQLiteStore
+from carledger.store.sqlite import SCHEMA_VERSION, WRITER_CHECKPOINT_PAGES, SQLiteStore
 
 
 def test_new_store_has_the_current_schema_version(tmp_path: Path) -> None:
@@ -147,4 +150,69 @@ def test_batched_replay_lookups_do_not_grow_with_the_chain(tmp_path: Path) -> No
     (nonces_small, ids_small), (nonces_big, ids_big) = costs
     assert nonces_big <= 2 * nonces_small + 5, costs
     assert ids_big <= 2 * ids_small + 5, costs
+    store.close()
+
+
+# --- the checkpoint thread ----------------------------------------------------------------
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def _checkpoint_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "wal-checkpoint"]
+
+
+def test_committed_blocks_reach_the_database_file_without_waiting_for_the_writer(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore.open(tmp_path / "a.db")
+    (row,) = store._writer.execute("PRAGMA wal_autocheckpoint").fetchall()
+    assert row[0] == WRITER_CHECKPOINT_PAGES
+    with store.write_block() as w:
+        w.write_state({"k/1": b'{"a":1}'})
+    checkpoints = store._checkpoints
+    assert checkpoints is not None
+    _wait_for(lambda: checkpoints.runs >= 1)
+    # The database file alone (no WAL beside it) holds the block: the checkpoint
+    # thread copied it; SQLite's own checkpoint would wait for thousands of pages.
+    alone = tmp_path / "copy.db"
+    shutil.copyfile(tmp_path / "a.db", alone)
+    copy = sqlite3.connect(alone)
+    assert copy.execute("SELECT count(*) FROM state").fetchone() == (1,)
+    copy.close()
+    store.close()
+    assert not _checkpoint_threads()
+
+
+def test_a_failing_checkpoint_is_logged_and_blocks_still_commit(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Failing:
+        def execute(self, _sql: str) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        def close(self) -> None:
+            pass
+
+    store = SQLiteStore.open(tmp_path / "a.db")
+    checkpoints = store._checkpoints
+    assert checkpoints is not None
+    real = checkpoints._conn
+    checkpoints._conn = Failing()  # type: ignore[assignment]
+    with caplog.at_level(logging.WARNING, logger="carledger.store.sqlite"):
+        with store.write_block() as w:
+            w.write_state({"k/1": b"1"})
+        _wait_for(lambda: "WAL checkpoints fail" in caplog.text)
+    assert checkpoints.runs == 0
+    checkpoints._conn = real
+    with store.write_block() as w:
+        w.write_state({"k/2": b"2"})
+    _wait_for(lambda: checkpoints.runs == 1)
+    assert "WAL checkpoints succeed again" in caplog.text
+    assert store.get_state("k/1") == b"1" and store.get_state("k/2") == b"2"
     store.close()

@@ -139,7 +139,7 @@ class Executor:
         """
         if static:
             self._check_static(tx)
-        self._resolve(tx, Overlay(state), ctx)
+        self._resolve(tx, _Members(Overlay(state), ctx))
 
     def execute(
         self,
@@ -201,6 +201,7 @@ class Executor:
         if prefetch is not None:
             prefetch(fresh)
         overlay = Overlay(state)
+        members = _Members(overlay, ctx)
         hint = self.read_hint
         keys: set[str] = set()
         for tx in fresh:
@@ -222,7 +223,9 @@ class Executor:
             return None
 
         for raw, tx_or_error, sig_ok, static_ok in zip(txs, parsed, verified, checked, strict=True):
-            outcome = self._one(raw, tx_or_error, bool(sig_ok), static_ok, overlay, ctx, replayed)
+            outcome = self._one(
+                raw, tx_or_error, bool(sig_ok), static_ok, overlay, members, ctx, replayed
+            )
             if outcome.authentic:
                 seen.add(outcome.id)
             if outcome.ok:
@@ -238,6 +241,7 @@ class Executor:
         signatures_ok: bool,
         static_ok: bool,
         overlay: Overlay,
+        members: _Members,
         ctx: BlockContext,
         replayed: Callable[[Transaction], str | None],
     ) -> TxResult:
@@ -266,7 +270,7 @@ class Executor:
                 )
             if not static_ok:
                 self._check_static(tx)
-            signers = self._resolve(tx, overlay, ctx)
+            signers = self._resolve(tx, members)
             effects = self.registry.get(tx.type).handler(overlay, TxContext(tx, signers), ctx)
             overlay.apply(effects.writes)
         except LedgerError as exc:
@@ -304,14 +308,43 @@ class Executor:
             )
         self.registry.get(tx.type).validate(tx.payload)
 
-    def _resolve(self, tx: Transaction, overlay: Overlay, ctx: BlockContext) -> tuple[Signer, ...]:
+    def _resolve(self, tx: Transaction, members: _Members) -> tuple[Signer, ...]:
         unenrolled = self.registry.get(tx.type).unenrolled(tx.payload)
         signers = []
         for key in tx.signers:
-            if key in unenrolled and overlay.get(f"member/{key}") is None:
+            if key in unenrolled and members.entry(key) is None:
                 signers.append(
                     Signer(key=key, org="", member="", roles=frozenset(), enrolled=False)
                 )
             else:
-                signers.append(resolve_signer(overlay, key, ctx))
+                signers.append(members.resolve(key))
         return tuple(signers)
+
+
+class _Members:
+    """Signers resolved within one block, each reused while its member entry is unchanged.
+
+    Most records of a block are signed by a few dozen keys: resolving each key once a
+    block, not once a record, saves decoding its entry every time. A hit needs the very
+    bytes object the overlay holds for the entry (a write in this block replaces it),
+    and the block date, which expiry depends on, is the same for the whole block; so a
+    hit returns what :func:`resolve_signer` would. Refusals are not kept.
+    """
+
+    def __init__(self, overlay: Overlay, ctx: BlockContext) -> None:
+        self._overlay = overlay
+        self._ctx = ctx
+        self._known: dict[str, tuple[bytes, Signer]] = {}
+
+    def entry(self, key: str) -> bytes | None:
+        return self._overlay.get_bytes(f"member/{key}")
+
+    def resolve(self, key: str) -> Signer:
+        data = self.entry(key)
+        hit = self._known.get(key)
+        if hit is not None and hit[0] is data:
+            return hit[1]
+        signer = resolve_signer(self._overlay, key, self._ctx)
+        if data is not None:
+            self._known[key] = (data, signer)
+        return signer

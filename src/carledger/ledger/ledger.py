@@ -8,6 +8,7 @@ interrupted block leaves memory and disk both at the previous height.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from carledger.ledger.state import StateReader, decode_value, encode_value
 from carledger.ledger.tx import Transaction
 
 __all__ = ["CommittedBlock", "Ledger", "LedgerStore", "NodeIdentity", "genesis_block_time"]
+
+logger = logging.getLogger(__name__)
 
 
 class BlockWriterProtocol(Protocol):
@@ -255,6 +258,8 @@ class Ledger:
         self.executor.precheck(tx, state, self.next_context(time, "precheck"), static=static)
 
     def on_commit(self, listener: Callable[[CommittedBlock], None]) -> None:
+        """Call ``listener`` with each block once it is committed (an exception it raises
+        is logged, never passed on)."""
         self._listeners.append(listener)
 
     # -- committing --------------------------------------------------------------------
@@ -366,7 +371,13 @@ class Ledger:
             self._head = header
         block = CommittedBlock(header, tuple(results), first_seq, signature)
         for listener in self._listeners:
-            listener(block)
+            # The block is committed whatever a listener does: one that fails must
+            # neither stop the others (those that answer the waiting clients) nor make
+            # the caller take the block for failed.
+            try:
+                listener(block)
+            except Exception:
+                logger.exception("after block %d was committed, a listener failed", header.height)
         return block
 
     def _sign(self, w: BlockWriterProtocol, header: BlockHeader) -> CheckpointSignature | None:

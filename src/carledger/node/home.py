@@ -147,10 +147,15 @@ class Home:
 
         Not fsynced: after a power loss the mark may be older than the store, never
         newer, so it can only fail to notice a loss, never invent one.
+        A mark that cannot be written (a full disk) is left as it was, with a warning:
+        an older mark is one that fails to notice a loss, as after a power loss.
         """
         tmp = self.path / "head.json.tmp"
-        tmp.write_text(json.dumps({"height": header.height, "hash": header.hash}) + "\n")
-        os.replace(tmp, self.head_mark_path)
+        try:
+            tmp.write_text(json.dumps({"height": header.height, "hash": header.hash}) + "\n")
+            os.replace(tmp, self.head_mark_path)
+        except OSError as exc:
+            log.warning("the head mark %s is not updated: %s", self.head_mark_path, exc)
 
     def check_head_mark(self, ledger: Ledger, *, behind_ok: bool = False) -> None:
         """Compare the store's blocks with ``head.json``.

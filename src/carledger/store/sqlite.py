@@ -28,12 +28,15 @@ Tables (schema version 2)::
 
 One writer connection (the thread that commits blocks) and one read connection per
 reading thread; WAL lets readers see the last committed block while a block is
-being written.
+being written. A checkpoint thread with its own connection copies committed pages
+from the WAL into the database after each block, so a block's commit waits only for
+its own WAL frames to reach the disk, not for that copy (ADR 0013).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -48,6 +51,11 @@ __all__ = ["SCHEMA_VERSION", "BlockWriter", "SQLiteStore", "StoredTx"]
 
 SCHEMA_VERSION = 2
 LEVEL_SHIFT = 48
+#: WAL pages after which the writer checkpoints by itself (SQLite's automatic
+#: checkpoint): only reached when the checkpoint thread cannot keep up or has failed.
+WRITER_CHECKPOINT_PAGES = 16_384
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -322,6 +330,57 @@ class BlockWriter(_Reads):
         self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
 
+class _Checkpointer:
+    """Copies the WAL into the database on a thread of its own, once after each commit.
+
+    A passive checkpoint never blocks the writer or a reader; SQLite releases the GIL
+    while it copies. Commits that come while one runs are covered by the next. An
+    error (a full disk) is logged, once until a checkpoint succeeds again, and the next
+    commit tries again: until the copy succeeds the pages stay in the WAL, which SQLite
+    reads as part of the database, so nothing committed depends on it.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, *, durable: bool) -> None:
+        if not durable:
+            conn.execute("PRAGMA synchronous=OFF")
+        self._conn = conn
+        self._wanted = threading.Event()
+        self._stopping = False
+        self.runs = 0
+        self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wanted.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wanted.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        failing = False
+        try:
+            while True:
+                self._wanted.wait()
+                self._wanted.clear()
+                if self._stopping:
+                    return
+                try:
+                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as exc:
+                    if not failing:
+                        log.warning("WAL checkpoints fail (tried after every block): %s", exc)
+                    failing = True
+                else:
+                    if failing:
+                        log.warning("WAL checkpoints succeed again")
+                    failing = False
+                    self.runs += 1
+        finally:
+            self._conn.close()
+
+
 class SQLiteStore(_Reads):
     """A node's database. Open with :meth:`open`; close with :meth:`close`."""
 
@@ -332,6 +391,7 @@ class SQLiteStore(_Reads):
         self._write_lock = threading.Lock()
         self._closed = False
         self.codec = Codec(None)
+        self._checkpoints: _Checkpointer | None = None
 
     # -- opening -------------------------------------------------------------------
 
@@ -355,6 +415,9 @@ class SQLiteStore(_Reads):
             store = cls(path, conn)
             store._migrate()
             store.codec = Codec(store.get_meta("zstd_dictionary"))
+            if str(path) != ":memory:":
+                conn.execute(f"PRAGMA wal_autocheckpoint={WRITER_CHECKPOINT_PAGES}")
+                store._checkpoints = _Checkpointer(cls._connect(path), durable=durable)
         except sqlite3.DatabaseError as exc:
             raise StorageError(
                 "store_unreadable", f"The store {path} cannot be read as a database: {exc}."
@@ -442,6 +505,8 @@ class SQLiteStore(_Reads):
             try:
                 yield BlockWriter(conn, self.codec)
                 conn.execute("COMMIT")
+                if self._checkpoints is not None:
+                    self._checkpoints.wake()
             except BaseException as exc:
                 # SQLite may already have rolled back (a full disk at COMMIT does).
                 if conn.in_transaction:
@@ -455,6 +520,8 @@ class SQLiteStore(_Reads):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._checkpoints is not None:
+                self._checkpoints.stop()
             self._writer.close()
 
     # -- reads -------------------------------------------------------------------------
