@@ -54,7 +54,7 @@ from carledger.ledger.block import (
     leaf_input,
     parse_time,
 )
-from carledger.ledger.executor import verify_parallel
+from carledger.ledger.executor import SignatureChecks
 from carledger.ledger.genesis import Genesis, checkpoint_quorum
 from carledger.ledger.tx import Transaction
 from carledger.report.summary import summary as summarise
@@ -178,6 +178,11 @@ def _verify_one(
             f"The report was made on a chain {genesis.chain_id!r} that started from another "
             f"genesis ({_short(report.get('genesis_hash'))}, not {_short(genesis.hash)}).",
         )
+    # The records' signatures are checked on two threads while the checkpoint, the
+    # proofs and the fold are checked here (libsodium releases the GIL): they are a
+    # third of the work for a long history. Faults are still reported in their order.
+    early = report.get("records")
+    started = _start_records(early) if isinstance(early, list) else None
     header, validators = _checkpoint(report, genesis)
     if max_age_ms is not None and now_ms is not None:
         age = now_ms - parse_time(header.time)
@@ -210,11 +215,7 @@ def _verify_one(
     prev_id: str | None = None
     ids: list[str] = []
     signers: set[str] = set()
-    decoded = [_decode_record(rec, i) for i, rec in enumerate(records)]
-    txs = [tx for tx in decoded if isinstance(tx, Transaction)]
-    # Every signature at once, on two threads (libsodium releases the GIL): about a
-    # third of the work for a long history. Faults are still reported in record order.
-    signed = dict(zip(map(id, txs), verify_parallel(txs, min_parallel=32), strict=True))
+    decoded, signed = started if started is not None else _start_records(records)
     for i, rec in enumerate(records):
         where = f"records[{i}]"
         tx = _record_tx(rec, i, decoded[i], signed, genesis)
@@ -377,6 +378,35 @@ def _members(report: dict[str, Any], root: bytes) -> dict[str, dict[str, Any]]:
     return out
 
 
+#: Records decoded before their signature checks start on the verifying threads.
+_SIGNATURE_PART = 8
+#: Below this many records every signature is checked here, at its record's turn.
+_PARALLEL_FROM = 32
+
+
+class _CheckedHere:
+    def __getitem__(self, tx: Transaction) -> bool:
+        return not tx.bad_signers()
+
+
+def _start_records(
+    records: list[Any],
+) -> tuple[list[Transaction | VerificationFailure], SignatureChecks | _CheckedHere]:
+    """The records decoded, and their signature checks (started in parts as they decode)."""
+    decoded = [_decode_record(rec, i) for i, rec in enumerate(records[:_PARALLEL_FROM])]
+    if len(records) < _PARALLEL_FROM:
+        return decoded, _CheckedHere()
+    checks = SignatureChecks()
+    for i in range(0, len(records), _SIGNATURE_PART):
+        if i >= len(decoded):
+            decoded.extend(
+                _decode_record(rec, j)
+                for j, rec in enumerate(records[i : i + _SIGNATURE_PART], start=i)
+            )
+        checks.start([tx for tx in decoded[i : i + _SIGNATURE_PART] if isinstance(tx, Transaction)])
+    return decoded, checks
+
+
 def _decode_record(rec: Any, index: int) -> Transaction | VerificationFailure:
     """The transaction a report's record carries, or the failure to raise at its turn."""
     where = f"records[{index}]"
@@ -393,16 +423,16 @@ def _record_tx(
     rec: Any,
     index: int,
     decoded: Transaction | VerificationFailure,
-    signed: Mapping[int, bool],
+    signed: SignatureChecks | _CheckedHere,
     genesis: Genesis,
 ) -> Transaction:
-    """``decoded`` checked: every signature good (``signed``, by ``id(tx)``), this chain,
-    the type shown; raises the first fault."""
+    """``decoded`` checked: every signature good (``signed[tx]``), this chain, the type
+    shown; raises the first fault."""
     where = f"records[{index}]"
     if isinstance(decoded, VerificationFailure):
         raise decoded
     tx = decoded
-    if not signed[id(tx)]:
+    if not signed[tx]:
         bad = tx.bad_signers()
         raise _fail(
             "record_signature_invalid",

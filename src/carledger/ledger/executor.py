@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -35,7 +35,14 @@ from carledger.ledger.membership import resolve_signer
 from carledger.ledger.state import Overlay, StateReader
 from carledger.ledger.tx import Transaction
 
-__all__ = ["ExecutionResult", "Executor", "TxResult", "map_in_parts", "verify_parallel"]
+__all__ = [
+    "ExecutionResult",
+    "Executor",
+    "SignatureChecks",
+    "TxResult",
+    "map_in_parts",
+    "verify_parallel",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +75,35 @@ def verify_parallel(
         return [not tx.bad_signers() for tx in txs]
     chunk = max(min(16, len(txs) // 2), len(txs) // 8)
     return map_in_parts(_verify_pool(), lambda tx: not tx.bad_signers(), txs, chunk)
+
+
+def _all_verify(txs: Sequence[Transaction]) -> list[bool]:
+    return [not tx.bad_signers() for tx in txs]
+
+
+class SignatureChecks:
+    """Signature checks started on the two verifying threads, read back as they finish.
+
+    The caller goes on with other work (libsodium releases the GIL) and asks for a
+    transaction's answer when it needs it, waiting only for the part that holds it.
+    ``checks[tx]`` is ``not tx.bad_signers()`` for a transaction passed to
+    :meth:`start`.
+    """
+
+    def __init__(self) -> None:
+        self._where: dict[int, tuple[Future[list[bool]], int]] = {}
+        self._keep: list[Sequence[Transaction]] = []
+
+    def start(self, txs: Sequence[Transaction]) -> None:
+        part = list(txs)
+        future = _verify_pool().submit(_all_verify, part)
+        self._keep.append(part)  # ids stay those of live objects
+        for i, tx in enumerate(part):
+            self._where[id(tx)] = (future, i)
+
+    def __getitem__(self, tx: Transaction) -> bool:
+        future, i = self._where[id(tx)]
+        return future.result()[i]
 
 
 def map_in_parts(
