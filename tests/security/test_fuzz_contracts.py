@@ -145,7 +145,7 @@ class Harness:
         try:
             executor._check_static(tx)
             overlay = Overlay(self.ledger.store)
-            resolved = executor._resolve(tx, overlay, self.ctx)
+            resolved = executor.signers(tx, overlay, self.ctx)
             self.ledger.registry.get(type_).handler(overlay, TxContext(tx, resolved), self.ctx)
         except LedgerError as exc:
             direct = exc.code

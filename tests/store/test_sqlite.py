@@ -13,7 +13,12 @@ from pathlib import Path
 import pytest
 
 from carledger.errors import StorageError
-from carledger.store.sqlite import SCHEMA_VERSION, WRITER_CHECKPOINT_PAGES, SQLiteStore
+from carledger.store.sqlite import (
+    CHECKPOINT_AFTER_ROWS,
+    SCHEMA_VERSION,
+    WRITER_CHECKPOINT_PAGES,
+    SQLiteStore,
+)
 
 
 def test_new_store_has_the_current_schema_version(tmp_path: Path) -> None:
@@ -163,8 +168,8 @@ def _wait_for(condition: Callable[[], bool], seconds: float = 10) -> None:
         time.sleep(0.01)
 
 
-def _checkpoint_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "wal-checkpoint"]
+def _rows(prefix: str, count: int) -> dict[str, bytes | None]:
+    return {f"{prefix}/{i}": b'{"a":1}' for i in range(count)}
 
 
 def test_committed_blocks_reach_the_database_file_without_waiting_for_the_writer(
@@ -173,20 +178,25 @@ def test_committed_blocks_reach_the_database_file_without_waiting_for_the_writer
     store = SQLiteStore.open(tmp_path / "a.db")
     (row,) = store._writer.execute("PRAGMA wal_autocheckpoint").fetchall()
     assert row[0] == WRITER_CHECKPOINT_PAGES
-    with store.write_block() as w:
-        w.write_state({"k/1": b'{"a":1}'})
     checkpoints = store._checkpoints
     assert checkpoints is not None
+    # Small blocks gather until they have written a busy block's rows.
+    with store.write_block() as w:
+        w.write_state(_rows("small", CHECKPOINT_AFTER_ROWS // 2))
+    time.sleep(0.2)
+    assert checkpoints.runs == 0
+    with store.write_block() as w:
+        w.write_state(_rows("more", CHECKPOINT_AFTER_ROWS // 2))
     _wait_for(lambda: checkpoints.runs >= 1)
-    # The database file alone (no WAL beside it) holds the block: the checkpoint
-    # thread copied it; SQLite's own checkpoint would wait for thousands of pages.
+    # The database file alone (no WAL beside it) holds both blocks: the checkpoint
+    # thread copied them; SQLite's own checkpoint would wait for 16,384 pages.
     alone = tmp_path / "copy.db"
     shutil.copyfile(tmp_path / "a.db", alone)
     copy = sqlite3.connect(alone)
-    assert copy.execute("SELECT count(*) FROM state").fetchone() == (1,)
+    assert copy.execute("SELECT count(*) FROM state").fetchone() == (CHECKPOINT_AFTER_ROWS,)
     copy.close()
     store.close()
-    assert not _checkpoint_threads()
+    assert not checkpoints._thread.is_alive()
 
 
 def test_a_failing_checkpoint_is_logged_and_blocks_still_commit(
@@ -206,12 +216,12 @@ def test_a_failing_checkpoint_is_logged_and_blocks_still_commit(
     checkpoints._conn = Failing()  # type: ignore[assignment]
     with caplog.at_level(logging.WARNING, logger="carledger.store.sqlite"):
         with store.write_block() as w:
-            w.write_state({"k/1": b"1"})
+            w.write_state({"k/1": b"1", **_rows("filler", CHECKPOINT_AFTER_ROWS)})
         _wait_for(lambda: "WAL checkpoints fail" in caplog.text)
     assert checkpoints.runs == 0
     checkpoints._conn = real
     with store.write_block() as w:
-        w.write_state({"k/2": b"2"})
+        w.write_state({"k/2": b"2", **_rows("more", CHECKPOINT_AFTER_ROWS)})
     _wait_for(lambda: checkpoints.runs == 1)
     assert "WAL checkpoints succeed again" in caplog.text
     assert store.get_state("k/1") == b"1" and store.get_state("k/2") == b"2"

@@ -175,7 +175,12 @@ class Executor:
         """
         if static:
             self._check_static(tx)
-        self._resolve(tx, _Members(Overlay(state), ctx))
+        self.signers(tx, Overlay(state), ctx)
+
+    def signers(self, tx: Transaction, overlay: Overlay, ctx: BlockContext) -> tuple[Signer, ...]:
+        """``tx``'s signers resolved against ``overlay`` as the contract's handler gets them;
+        raises the refusal (``unknown_signer``, ``signer_revoked``, ``signer_expired``)."""
+        return self._resolve(tx, _Members(overlay, ctx))
 
     def execute(
         self,
