@@ -393,17 +393,17 @@ def _start_records(
     records: list[Any],
 ) -> tuple[list[Transaction | VerificationFailure], SignatureChecks | _CheckedHere]:
     """The records decoded, and their signature checks (started in parts as they decode)."""
-    decoded = [_decode_record(rec, i) for i, rec in enumerate(records[:_PARALLEL_FROM])]
     if len(records) < _PARALLEL_FROM:
-        return decoded, _CheckedHere()
+        return [_decode_record(rec, i) for i, rec in enumerate(records)], _CheckedHere()
+    decoded: list[Transaction | VerificationFailure] = []
     checks = SignatureChecks()
     for i in range(0, len(records), _SIGNATURE_PART):
-        if i >= len(decoded):
-            decoded.extend(
-                _decode_record(rec, j)
-                for j, rec in enumerate(records[i : i + _SIGNATURE_PART], start=i)
-            )
-        checks.start([tx for tx in decoded[i : i + _SIGNATURE_PART] if isinstance(tx, Transaction)])
+        part = [
+            _decode_record(rec, j)
+            for j, rec in enumerate(records[i : i + _SIGNATURE_PART], start=i)
+        ]
+        decoded.extend(part)
+        checks.start([tx for tx in part if isinstance(tx, Transaction)])
     return decoded, checks
 
 

@@ -29,8 +29,9 @@ Tables (schema version 2)::
 One writer connection (the thread that commits blocks) and one read connection per
 reading thread; WAL lets readers see the last committed block while a block is
 being written. A checkpoint thread with its own connection copies committed pages
-from the WAL into the database after each block, so a block's commit waits only for
-its own WAL frames to reach the disk, not for that copy (ADR 0013).
+from the WAL into the database after every busy block (small blocks share one), so a
+block's commit waits only for its own WAL frames to reach the disk, not for that copy
+(ADR 0013).
 """
 
 from __future__ import annotations
@@ -380,7 +381,7 @@ class _Checkpointer:
                     self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error as exc:
                     if not failing:
-                        log.warning("WAL checkpoints fail (tried after every block): %s", exc)
+                        log.warning("WAL checkpoints fail (tried again later): %s", exc)
                     failing = True
                 else:
                     if failing:
